@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A bump allocator with a hard cap, usable as a ProtobufCAllocator. Decoding
+ * a request into an arena costs one free for the whole message, and the cap
+ * bounds how much memory one hostile request can make us allocate: past it,
+ * allocation fails and protobuf-c's unpack returns NULL.
+ */
+#ifndef TL_ARENA_H
+#define TL_ARENA_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+
+typedef struct tl_arena_block tl_arena_block;
+
+typedef struct tl_arena {
+	tl_arena_block *head;
+	size_t used;     /* bytes handed out, for the cap */
+	size_t max;      /* cap on bytes handed out; 0 = no cap */
+	size_t block_sz; /* size of ordinary blocks */
+	ProtobufCAllocator pbc;
+} tl_arena;
+
+/* Embedded init; allocates nothing until first use. */
+void tl_arena_init(tl_arena *a, size_t block_sz, size_t max);
+
+/* Frees every block. Accepts NULL. */
+void tl_arena_fini(tl_arena *a);
+
+/* Frees everything handed out but keeps the first block for reuse. */
+void tl_arena_reset(tl_arena *a);
+
+/* 16-byte aligned memory valid until reset/fini, or NULL past the cap or on ENOMEM. */
+void *tl_arena_alloc(tl_arena *a, size_t n);
+
+/* Copies n bytes (plus a NUL) into the arena; NULL on failure. */
+char *tl_arena_strndup(tl_arena *a, const char *s, size_t n);
+
+/* The arena as a protobuf-c allocator (free is a no-op). Valid as long as a. */
+ProtobufCAllocator *tl_arena_allocator(tl_arena *a);
+
+#endif

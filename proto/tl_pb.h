@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Short names for the generated protobuf-c types. protoc-c names a type after
+ * its full package path (Opentelemetry__Proto__Trace__V1__Span); code reads
+ * better as tl_pb_span. These are aliases only: the generated functions
+ * (..._pack, ..._unpack, ..._free_unpacked) and INIT macros keep their names.
+ */
+#ifndef TL_PB_H
+#define TL_PB_H
+
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "opentelemetry/proto/common/v1/common.pb-c.h"
+#include "opentelemetry/proto/resource/v1/resource.pb-c.h"
+#include "opentelemetry/proto/trace/v1/trace.pb-c.h"
+#include "threadline/v1/wire.pb-c.h"
+
+typedef Opentelemetry__Proto__Common__V1__AnyValue tl_pb_anyvalue;
+typedef Opentelemetry__Proto__Common__V1__ArrayValue tl_pb_arrayvalue;
+typedef Opentelemetry__Proto__Common__V1__KeyValueList tl_pb_kvlist;
+typedef Opentelemetry__Proto__Common__V1__KeyValue tl_pb_keyvalue;
+typedef Opentelemetry__Proto__Common__V1__InstrumentationScope tl_pb_scope;
+typedef Opentelemetry__Proto__Resource__V1__Resource tl_pb_resource;
+typedef Opentelemetry__Proto__Trace__V1__TracesData tl_pb_tracesdata;
+typedef Opentelemetry__Proto__Trace__V1__ResourceSpans tl_pb_resource_spans;
+typedef Opentelemetry__Proto__Trace__V1__ScopeSpans tl_pb_scope_spans;
+typedef Opentelemetry__Proto__Trace__V1__Span tl_pb_span;
+typedef Opentelemetry__Proto__Trace__V1__Span__Event tl_pb_event;
+typedef Opentelemetry__Proto__Trace__V1__Span__Link tl_pb_link;
+typedef Opentelemetry__Proto__Trace__V1__Status tl_pb_status;
+typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest tl_pb_export_req;
+typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceResponse tl_pb_export_resp;
+typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTracePartialSuccess tl_pb_partial_success;
+typedef Threadline__V1__Record tl_pb_record;
+typedef Threadline__V1__Batch tl_pb_batch;
+typedef Threadline__V1__Ack tl_pb_ack;
+typedef Threadline__V1__TraceGet tl_pb_trace_get;
+typedef Threadline__V1__QueryRequest tl_pb_query_req;
+typedef Threadline__V1__TraceResult tl_pb_trace_result;
+typedef Threadline__V1__QueryResponse tl_pb_query_resp;
+
+/* AnyValue oneof cases. */
+#define TL_PB_ANY_NONE OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE__NOT_SET
+#define TL_PB_ANY_STRING OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE
+#define TL_PB_ANY_BOOL OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE
+#define TL_PB_ANY_INT OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_INT_VALUE
+#define TL_PB_ANY_DOUBLE OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE
+#define TL_PB_ANY_ARRAY OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE
+#define TL_PB_ANY_KVLIST OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE
+#define TL_PB_ANY_BYTES OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BYTES_VALUE
+
+/* Status codes. */
+#define TL_PB_STATUS_UNSET OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_UNSET
+#define TL_PB_STATUS_OK OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_OK
+#define TL_PB_STATUS_ERROR OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR
+
+/* Generated descriptors, for generic code (pack/unpack/free, wire scans). */
+#define TL_PB_EXPORT_REQ_DESC opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor
+#define TL_PB_EXPORT_RESP_DESC opentelemetry__proto__collector__trace__v1__export_trace_service_response__descriptor
+#define TL_PB_BATCH_DESC threadline__v1__batch__descriptor
+#define TL_PB_ACK_DESC threadline__v1__ack__descriptor
+#define TL_PB_QUERY_REQ_DESC threadline__v1__query_request__descriptor
+#define TL_PB_QUERY_RESP_DESC threadline__v1__query_response__descriptor
+
+#endif
