@@ -77,4 +77,13 @@ int tl_otlp_validate(tl_pb_export_req *req, const tl_otlp_limits *lim, tl_otlp_v
 /* Number of spans in req. */
 size_t tl_otlp_count_spans(const tl_pb_export_req *req);
 
+/*
+ * The protobuf message nesting both decoders allow below the request for
+ * lim->max_depth AnyValue levels (3 * max_depth + 5, at most 200): deeper
+ * bodies fail with TL_ELIMIT as a whole; AnyValues nested deeper than
+ * max_depth but within this bound are left to tl_otlp_validate, which
+ * rejects only their spans.
+ */
+unsigned tl_otlp_message_depth(const tl_otlp_limits *lim);
+
 #endif

@@ -12,6 +12,7 @@
 #include "opentelemetry/proto/common/v1/common.pb-c.h"
 #include "opentelemetry/proto/resource/v1/resource.pb-c.h"
 #include "opentelemetry/proto/trace/v1/trace.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 #include "threadline/v1/wire.pb-c.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue tl_pb_anyvalue;
@@ -30,6 +31,7 @@ typedef Opentelemetry__Proto__Trace__V1__Status tl_pb_status;
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest tl_pb_export_req;
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceResponse tl_pb_export_resp;
 typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTracePartialSuccess tl_pb_partial_success;
+typedef Google__Rpc__Status tl_pb_rpc_status;
 typedef Threadline__V1__Record tl_pb_record;
 typedef Threadline__V1__Batch tl_pb_batch;
 typedef Threadline__V1__Ack tl_pb_ack;

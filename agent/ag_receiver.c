@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * OTLP/HTTP receiver. Answers follow the OTLP/HTTP specification: the
+ * response uses the request's encoding (protobuf or JSON); success is 200
+ * with an ExportTraceServiceResponse, carrying partial_success when some
+ * spans were rejected; errors carry a google.rpc.Status naming the problem;
+ * 429 and 503 carry Retry-After so OTLP clients back off and retry.
+ */
+#include "ag_receiver.h"
+
+#include "tl_arena.h"
+#include "tl_buf.h"
+#include "tl_error.h"
+#include "tl_pb.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* gRPC status codes used in google.rpc.Status bodies. */
+enum {
+	RPC_INVALID_ARGUMENT = 3,
+	RPC_RESOURCE_EXHAUSTED = 8,
+	RPC_UNIMPLEMENTED = 12,
+	RPC_INTERNAL = 13,
+	RPC_UNAVAILABLE = 14
+};
+
+enum reject_reason { RJ_MALFORMED, RJ_INVALID, RJ_UNSUPPORTED, RJ_BACKPRESSURE, RJ_TIMEOUT, RJ_COLLECTOR, RJ_N };
+static const char *const reject_names[RJ_N] = {"malformed",    "invalid", "unsupported_media_type",
+                                               "backpressure", "timeout", "collector_rejected"};
+
+struct ag_receiver {
+	uv_loop_t *loop;
+	tl_http_limits http_lim;
+	tl_otlp_limits otlp_lim;
+	tl_http_server *http;
+	ag_pipeline *pipeline;
+	ag_sender *sender;
+	tl_arena arena; /* decoding is synchronous on the loop: one arena, reset per request */
+	unsigned outstanding;
+	void (*close_cb)(void *);
+	void *close_ud;
+	/* Counters for /metrics. */
+	uint64_t requests_traces;
+	uint64_t requests_other;
+	uint64_t spans_received;
+	uint64_t spans_accepted;
+	uint64_t spans_rejected_invalid;
+	uint64_t requests_rejected[RJ_N];
+};
+
+typedef struct pending {
+	ag_receiver *r;
+	tl_http_req *req;
+	bool json;
+	uint64_t nspans;
+	uint64_t rejected;
+	char reject_msg[256];
+} pending;
+
+void ag_receiver_opts_default(ag_receiver_opts *o)
+{
+	o->listen = "127.0.0.1:4318";
+	tl_http_limits_default(&o->http);
+	tl_otlp_limits_default(&o->otlp);
+}
+
+static void respond_status(tl_http_req *req, bool json, int http_status, int rpc_code, const char *msg,
+                           unsigned retry_after_s)
+{
+	char ra[24];
+	tl_http_header extra[1] = {{"Retry-After", ra}};
+	size_t nextra = 0;
+	if (retry_after_s > 0) {
+		snprintf(ra, sizeof(ra), "%u", retry_after_s);
+		nextra = 1;
+	}
+	if (json) {
+		json_t *o = json_pack("{s:i,s:s}", "code", rpc_code, "message", msg);
+		char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+		tl_http_respond(req, http_status, "application/json", body != NULL ? body : "{}",
+		                body != NULL ? strlen(body) : 2, extra, nextra);
+		free(body);
+		json_decref(o);
+		return;
+	}
+	tl_pb_rpc_status st;
+	google__rpc__status__init(&st);
+	st.code = rpc_code;
+	st.message = (char *)msg;
+	uint8_t buf[1024];
+	size_t n = google__rpc__status__get_packed_size(&st);
+	if (n > sizeof(buf)) {
+		st.message = "error message too long";
+		n = google__rpc__status__get_packed_size(&st);
+	}
+	google__rpc__status__pack(&st, buf);
+	tl_http_respond(req, http_status, "application/x-protobuf", buf, n, extra, nextra);
+}
+
+static void respond_ok(tl_http_req *req, bool json, uint64_t rejected, const char *msg)
+{
+	if (json) {
+		char body[512];
+		int n;
+		if (rejected == 0) {
+			n = snprintf(body, sizeof(body), "{}");
+		} else {
+			json_t *o =
+			        json_pack("{s:{s:s,s:s}}", "partialSuccess", "rejectedSpans", "", "errorMessage", msg);
+			char num[24];
+			snprintf(num, sizeof(num), "%llu", (unsigned long long)rejected);
+			json_object_set_new(json_object_get(o, "partialSuccess"), "rejectedSpans", json_string(num));
+			char *s = json_dumps(o, JSON_COMPACT);
+			json_decref(o);
+			tl_http_respond(req, 200, "application/json", s, strlen(s), NULL, 0);
+			free(s);
+			return;
+		}
+		tl_http_respond(req, 200, "application/json", body, (size_t)n, NULL, 0);
+		return;
+	}
+	tl_pb_export_resp resp;
+	tl_pb_partial_success ps;
+	opentelemetry__proto__collector__trace__v1__export_trace_service_response__init(&resp);
+	opentelemetry__proto__collector__trace__v1__export_trace_partial_success__init(&ps);
+	if (rejected > 0) {
+		ps.rejected_spans = (int64_t)rejected;
+		ps.error_message = (char *)msg;
+		resp.partial_success = &ps;
+	}
+	uint8_t buf[1024];
+	size_t n = opentelemetry__proto__collector__trace__v1__export_trace_service_response__get_packed_size(&resp);
+	if (n > sizeof(buf)) {
+		ps.error_message = "";
+		n = opentelemetry__proto__collector__trace__v1__export_trace_service_response__get_packed_size(&resp);
+	}
+	opentelemetry__proto__collector__trace__v1__export_trace_service_response__pack(&resp, buf);
+	tl_http_respond(req, 200, "application/x-protobuf", buf, n, NULL, 0);
+}
+
+static void traces_done(void *ud, int status, const char *msg)
+{
+	pending *pd = ud;
+	ag_receiver *r = pd->r;
+	r->outstanding--;
+	if (status == 0) {
+		r->spans_accepted += pd->nspans;
+		respond_ok(pd->req, pd->json, pd->rejected, pd->reject_msg);
+	} else if (status == TL_EREJECTED) {
+		r->requests_rejected[RJ_COLLECTOR]++;
+		char m[512];
+		snprintf(m, sizeof(m), "collector refused the spans: %s", msg);
+		respond_status(pd->req, pd->json, 500, RPC_INTERNAL, m, 0);
+	} else if (status == TL_ECLOSED) {
+		respond_status(pd->req, pd->json, 503, RPC_UNAVAILABLE, "agent is shutting down", 5);
+	} else {
+		r->requests_rejected[RJ_TIMEOUT]++;
+		respond_status(pd->req, pd->json, 503, RPC_UNAVAILABLE,
+		               "collector did not acknowledge in time; spans not accepted, retry", 5);
+	}
+	free(pd);
+}
+
+/* The media type of a Content-Type value, without parameters. */
+static bool media_is(const char *ct, const char *want)
+{
+	size_t n = strlen(want);
+	while (*ct == ' ')
+		ct++;
+	if (strncasecmp(ct, want, n) != 0)
+		return false;
+	ct += n;
+	while (*ct == ' ')
+		ct++;
+	return *ct == '\0' || *ct == ';';
+}
+
+static void handle_traces(ag_receiver *r, tl_http_req *req)
+{
+	r->requests_traces++;
+	const char *ct = tl_http_req_header(req, "Content-Type");
+	bool json;
+	if (ct != NULL && (media_is(ct, "application/x-protobuf") || media_is(ct, "application/protobuf"))) {
+		json = false;
+	} else if (ct != NULL && media_is(ct, "application/json")) {
+		json = true;
+	} else {
+		r->requests_rejected[RJ_UNSUPPORTED]++;
+		char m[300];
+		snprintf(m, sizeof(m),
+		         "unsupported Content-Type '%.200s': use application/x-protobuf or application/json\n",
+		         ct != NULL ? ct : "");
+		tl_http_respond(req, 415, "text/plain; charset=utf-8", m, strlen(m), NULL, 0);
+		return;
+	}
+	size_t len;
+	const uint8_t *body = tl_http_req_body(req, &len);
+	tl_pb_export_req *er = NULL;
+	tl_errmsg err = {{0}};
+	tl_arena_reset(&r->arena);
+	int rc = json ? tl_otlp_decode_json(body, len, &r->otlp_lim, tl_arena_allocator(&r->arena), &er, &err)
+	              : tl_otlp_decode_proto(body, len, &r->otlp_lim, tl_arena_allocator(&r->arena), &er, &err);
+	if (rc != 0) {
+		r->requests_rejected[RJ_MALFORMED]++;
+		char m[400];
+		snprintf(m, sizeof(m), "malformed OTLP %s body: %s", json ? "JSON" : "protobuf",
+		         err.msg[0] ? err.msg : tl_strerror(rc));
+		respond_status(req, json, rc == TL_ELIMIT ? 413 : 400, RPC_INVALID_ARGUMENT, m, 0);
+		return;
+	}
+	tl_otlp_verdict v;
+	memset(&v, 0, sizeof(v));
+	rc = tl_otlp_validate(er, &r->otlp_lim, &v);
+	r->spans_received += v.spans_total;
+	if (rc != 0) {
+		r->requests_rejected[RJ_INVALID]++;
+		r->spans_rejected_invalid += v.spans_total;
+		char m[400];
+		snprintf(m, sizeof(m), "%s", v.first_error.msg[0] ? v.first_error.msg : tl_strerror(rc));
+		respond_status(req, json, rc == TL_ELIMIT ? 413 : 400, RPC_INVALID_ARGUMENT, m, 0);
+		return;
+	}
+	r->spans_rejected_invalid += v.spans_rejected;
+	size_t kept = v.spans_total - v.spans_rejected;
+	if (v.spans_total > 0 && kept == 0) {
+		r->requests_rejected[RJ_INVALID]++;
+		char m[400];
+		snprintf(m, sizeof(m), "all %zu spans rejected: %s", v.spans_total, v.first_error.msg);
+		respond_status(req, json, 400, RPC_INVALID_ARGUMENT, m, 0);
+		return;
+	}
+	if (kept == 0) {
+		respond_ok(req, json, 0, "");
+		return;
+	}
+	size_t plen = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(er);
+	uint8_t *packed = malloc(plen ? plen : 1);
+	pending *pd = calloc(1, sizeof(*pd));
+	if (packed == NULL || pd == NULL) {
+		free(packed);
+		free(pd);
+		respond_status(req, json, 503, RPC_UNAVAILABLE, "agent out of memory", 1);
+		return;
+	}
+	opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(er, packed);
+	tl_arena_reset(&r->arena);
+	pd->r = r;
+	pd->req = req;
+	pd->json = json;
+	pd->nspans = kept;
+	pd->rejected = v.spans_rejected;
+	snprintf(pd->reject_msg, sizeof(pd->reject_msg), "%s", v.first_error.msg);
+	rc = ag_pipeline_submit(r->pipeline, packed, plen, kept, traces_done, pd);
+	if (rc != 0) {
+		free(packed);
+		free(pd);
+		r->requests_rejected[RJ_BACKPRESSURE]++;
+		if (rc == TL_EFULL)
+			respond_status(req, json, 429, RPC_RESOURCE_EXHAUSTED,
+			               "agent buffer full: the collector is behind; retry later", 1);
+		else
+			respond_status(req, json, 503, RPC_UNAVAILABLE, "agent is shutting down", 5);
+		return;
+	}
+	r->outstanding++;
+}
+
+static void metric(tl_buf *b, const char *name, const char *type, const char *help)
+{
+	tl_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void handle_metrics(ag_receiver *r, tl_http_req *req)
+{
+	tl_buf b;
+	tl_buf_init(&b, 1 << 20);
+	ag_pipeline_stats ps;
+	ag_sender_stats ss;
+	tl_http_stats hs;
+	ag_pipeline_stats_get(r->pipeline, &ps);
+	ag_sender_stats_get(r->sender, &ss);
+	tl_http_server_stats(r->http, &hs);
+	metric(&b, "threadline_agent_requests_total", "counter", "HTTP requests received, by route.");
+	tl_buf_printf(&b, "threadline_agent_requests_total{route=\"traces\"} %llu\n",
+	              (unsigned long long)r->requests_traces);
+	tl_buf_printf(&b, "threadline_agent_requests_total{route=\"other\"} %llu\n",
+	              (unsigned long long)r->requests_other);
+	metric(&b, "threadline_agent_requests_rejected_total", "counter", "Requests not accepted, by reason.");
+	for (int i = 0; i < RJ_N; i++)
+		tl_buf_printf(&b, "threadline_agent_requests_rejected_total{reason=\"%s\"} %llu\n", reject_names[i],
+		              (unsigned long long)r->requests_rejected[i]);
+	metric(&b, "threadline_agent_spans_received_total", "counter", "Spans in decoded requests.");
+	tl_buf_printf(&b, "threadline_agent_spans_received_total %llu\n", (unsigned long long)r->spans_received);
+	metric(&b, "threadline_agent_spans_accepted_total", "counter",
+	       "Spans acknowledged to clients after the collector committed them.");
+	tl_buf_printf(&b, "threadline_agent_spans_accepted_total %llu\n", (unsigned long long)r->spans_accepted);
+	metric(&b, "threadline_agent_spans_rejected_total", "counter", "Spans removed by validation.");
+	tl_buf_printf(&b, "threadline_agent_spans_rejected_total{reason=\"invalid\"} %llu\n",
+	              (unsigned long long)r->spans_rejected_invalid);
+	metric(&b, "threadline_agent_pending_bytes", "gauge", "Encoded spans accepted and not yet acknowledged.");
+	tl_buf_printf(&b, "threadline_agent_pending_bytes %zu\n", ps.pending_bytes);
+	metric(&b, "threadline_agent_batches_sent_total", "counter", "Batches sent to the collector (first sends).");
+	tl_buf_printf(&b, "threadline_agent_batches_sent_total %llu\n", (unsigned long long)ss.batches_sent);
+	metric(&b, "threadline_agent_batch_retries_total", "counter", "Batch retransmissions.");
+	tl_buf_printf(&b, "threadline_agent_batch_retries_total %llu\n", (unsigned long long)ss.retries);
+	metric(&b, "threadline_agent_batches_acked_total", "counter", "Batches the collector acknowledged.");
+	tl_buf_printf(&b, "threadline_agent_batches_acked_total %llu\n", (unsigned long long)ss.acked);
+	metric(&b, "threadline_agent_batches_in_flight", "gauge", "Batches sent and awaiting an ack.");
+	tl_buf_printf(&b, "threadline_agent_batches_in_flight %u\n", ss.in_flight);
+	metric(&b, "threadline_agent_http_connections", "gauge", "Open HTTP connections.");
+	tl_buf_printf(&b, "threadline_agent_http_connections %u\n", hs.connections_open);
+	metric(&b, "threadline_agent_http_errors_total", "counter", "HTTP-level errors answered by the server.");
+	tl_buf_printf(&b, "threadline_agent_http_errors_total{kind=\"bad_request\"} %llu\n",
+	              (unsigned long long)hs.bad_requests);
+	tl_buf_printf(&b, "threadline_agent_http_errors_total{kind=\"too_large\"} %llu\n",
+	              (unsigned long long)hs.too_large);
+	tl_buf_printf(&b, "threadline_agent_http_errors_total{kind=\"timeout\"} %llu\n",
+	              (unsigned long long)hs.timeouts);
+	tl_http_respond(req, 200, "text/plain; version=0.0.4", b.data, b.len, NULL, 0);
+	tl_buf_fini(&b);
+}
+
+static void on_request(tl_http_req *req, void *ud)
+{
+	ag_receiver *r = ud;
+	const char *method = tl_http_req_method(req);
+	const char *path = tl_http_req_path(req);
+	if (strcmp(path, "/v1/traces") == 0) {
+		if (strcmp(method, "POST") != 0) {
+			static const tl_http_header allow[] = {{"Allow", "POST"}};
+			tl_http_respond(req, 405, "text/plain", "use POST\n", 9, allow, 1);
+			return;
+		}
+		handle_traces(r, req);
+		return;
+	}
+	r->requests_other++;
+	if (strcmp(path, "/healthz") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) {
+		tl_http_respond(req, 200, "text/plain", "ok\n", 3, NULL, 0);
+		return;
+	}
+	if (strcmp(path, "/metrics") == 0 && strcmp(method, "GET") == 0) {
+		handle_metrics(r, req);
+		return;
+	}
+	char m[300];
+	snprintf(m, sizeof(m), "no route for %.16s %.200s\n", method, path);
+	tl_http_respond(req, 404, "text/plain", m, strlen(m), NULL, 0);
+}
+
+int ag_receiver_new(uv_loop_t *loop, const ag_receiver_opts *o, ag_pipeline *pipeline, ag_sender *sender,
+                    ag_receiver **out)
+{
+	ag_receiver *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return -ENOMEM;
+	r->loop = loop;
+	r->http_lim = o->http;
+	r->otlp_lim = o->otlp;
+	r->pipeline = pipeline;
+	r->sender = sender;
+	tl_arena_init(&r->arena, 64 * 1024, o->otlp.max_decoded_bytes);
+	int rc = tl_http_server_new(loop, &r->http_lim, on_request, r, &r->http);
+	if (rc == 0)
+		rc = tl_http_server_listen(r->http, o->listen);
+	if (rc != 0) {
+		tl_http_server_close(r->http, NULL, NULL);
+		tl_arena_fini(&r->arena);
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+int ag_receiver_port(const ag_receiver *r)
+{
+	return tl_http_server_port(r->http);
+}
+
+unsigned ag_receiver_outstanding(const ag_receiver *r)
+{
+	return r->outstanding;
+}
+
+static void http_closed(void *ud)
+{
+	ag_receiver *r = ud;
+	void (*cb)(void *) = r->close_cb;
+	void *cud = r->close_ud;
+	tl_arena_fini(&r->arena);
+	free(r);
+	if (cb != NULL)
+		cb(cud);
+}
+
+void ag_receiver_close(ag_receiver *r, void (*cb)(void *ud), void *ud)
+{
+	if (r == NULL) {
+		if (cb != NULL)
+			cb(ud);
+		return;
+	}
+	r->close_cb = cb;
+	r->close_ud = ud;
+	tl_http_server_close(r->http, http_closed, r);
+}

@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * threadline: the command-line client of the collector. Global options,
+ * dispatch to commands, and the query round trip over nng.
+ */
+#include "co_cli.h"
+
+#include "tl_error.h"
+#include "tl_time.h"
+
+#include <errno.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] = "usage: threadline [--collector URL] [--timeout DUR] [--json] COMMAND ...\n"
+                            "\n"
+                            "Commands:\n"
+                            "  trace show TRACE_ID [--json]   waterfall of one trace (critical path marked with *)\n"
+                            "  demo [--keep]                  start a collector and an agent on a temporary data dir,\n"
+                            "                                 send an ML pipeline trace, show it, stop everything\n"
+                            "  version                        print the version\n"
+                            "\n"
+                            "Options:\n"
+                            "  --collector URL   collector query endpoint (default tcp://127.0.0.1:7412,\n"
+                            "                    or $THREADLINE_COLLECTOR)\n"
+                            "  --timeout DUR     how long to wait for the collector (default 10s)\n"
+                            "  --json            machine-readable output on stdout\n"
+                            "\n"
+                            "Exit codes: 0 ok, 1 error (e.g. not found), 2 bad usage, 3 collector unreachable.\n";
+
+int co_cli_query(const co_cli *cli, const tl_pb_query_req *req, tl_pb_query_resp **resp)
+{
+	nng_socket sock;
+	int rv;
+	if ((rv = nng_req0_open(&sock)) != 0) {
+		fprintf(stderr, "threadline: cannot open socket: %s\n", nng_strerror(rv));
+		return TL_ETRANSPORT;
+	}
+	nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 512u << 20);
+	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, (nng_duration)cli->timeout_ms);
+	nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, (nng_duration)cli->timeout_ms);
+	if ((rv = nng_dial(sock, cli->collector, NULL, 0)) != 0) {
+		fprintf(stderr, "threadline: cannot reach the collector at %s: %s\n", cli->collector, nng_strerror(rv));
+		nng_close(sock);
+		return TL_ETRANSPORT;
+	}
+	size_t len = threadline__v1__query_request__get_packed_size(req);
+	nng_msg *m;
+	if ((rv = nng_msg_alloc(&m, len)) != 0) {
+		nng_close(sock);
+		return -ENOMEM;
+	}
+	threadline__v1__query_request__pack(req, nng_msg_body(m));
+	if ((rv = nng_sendmsg(sock, m, 0)) != 0) {
+		nng_msg_free(m);
+		fprintf(stderr, "threadline: sending to %s: %s\n", cli->collector, nng_strerror(rv));
+		nng_close(sock);
+		return TL_ETRANSPORT;
+	}
+	if ((rv = nng_recvmsg(sock, &m, 0)) != 0) {
+		fprintf(stderr, "threadline: no answer from %s: %s\n", cli->collector, nng_strerror(rv));
+		nng_close(sock);
+		return rv == NNG_ETIMEDOUT ? TL_ETIMEOUT : TL_ETRANSPORT;
+	}
+	*resp = threadline__v1__query_response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	nng_msg_free(m);
+	nng_close(sock);
+	if (*resp == NULL) {
+		fprintf(stderr, "threadline: the collector's answer could not be decoded\n");
+		return TL_EPROTO;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	co_cli cli = {
+	        .collector = "tcp://127.0.0.1:7412",
+	        .timeout_ms = 10000,
+	        .json = false,
+	        .color = false,
+	};
+	const char *env = getenv("THREADLINE_COLLECTOR");
+	if (env != NULL && env[0] != '\0')
+		cli.collector = env;
+	const char *nc = getenv("NO_COLOR");
+	cli.color = isatty(STDOUT_FILENO) && (nc == NULL || nc[0] == '\0');
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			fputs(usage, stdout);
+			return CLI_OK;
+		} else if (strcmp(a, "--version") == 0) {
+			printf("threadline %s\n", TL_VERSION);
+			return CLI_OK;
+		} else if (strcmp(a, "--json") == 0) {
+			cli.json = true;
+		} else if (strcmp(a, "--collector") == 0 || strncmp(a, "--collector=", 12) == 0) {
+			if (a[11] == '=') {
+				cli.collector = a + 12;
+			} else if (i + 1 < argc) {
+				cli.collector = argv[++i];
+			} else {
+				fprintf(stderr, "threadline: --collector needs a URL like tcp://127.0.0.1:7412\n");
+				return CLI_USAGE;
+			}
+		} else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
+			uint64_t ns;
+			if (tl_parse_duration(argv[++i], &ns) != 0 || ns < TL_NS_PER_MS) {
+				fprintf(stderr, "threadline: --timeout: expected a duration like 5s, got '%s'\n",
+				        argv[i]);
+				return CLI_USAGE;
+			}
+			cli.timeout_ms = ns / TL_NS_PER_MS;
+		} else {
+			fprintf(stderr, "threadline: unknown option '%s'\n%s", a, usage);
+			return CLI_USAGE;
+		}
+	}
+	if (i >= argc) {
+		fputs(usage, stderr);
+		return CLI_USAGE;
+	}
+	const char *cmd = argv[i];
+	if (strcmp(cmd, "trace") == 0)
+		return co_cli_trace(&cli, argc - i, argv + i);
+	if (strcmp(cmd, "demo") == 0)
+		return co_cli_demo(&cli, argc - i, argv + i, argv[0]);
+	if (strcmp(cmd, "version") == 0) {
+		printf("threadline %s\n", TL_VERSION);
+		return CLI_OK;
+	}
+	if (strcmp(cmd, "help") == 0) {
+		fputs(usage, stdout);
+		return CLI_OK;
+	}
+	fprintf(stderr, "threadline: unknown command '%s'\n%s", cmd, usage);
+	return CLI_USAGE;
+}

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * threadline-collector: opens the store, starts the writer, the intake and
+ * the query service, and waits for SIGTERM/SIGINT. Shutdown runs in the
+ * order that keeps the promise "nothing acknowledged is lost": stop
+ * receiving, let the writer commit and ack what it has, then close LMDB.
+ */
+#include "co_intake.h"
+#include "co_query.h"
+#include "co_store.h"
+#include "co_writer.h"
+#include "tl_error.h"
+#include "tl_log.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char USAGE[] =
+        "usage: threadline-collector --data DIR [--listen URL] [--query URL] [--map-size BYTES]\n"
+        "                            [--log-level debug|info|warn|error] [--help]\n"
+        "\n"
+        "  --data DIR          LMDB data directory (created if missing)\n"
+        "  --listen URL        batch intake from agents (default tcp://0.0.0.0:7411)\n"
+        "  --query URL         queries from the CLI (default tcp://127.0.0.1:7412)\n"
+        "  --map-size BYTES    initial LMDB map size, K/M/G/T suffixes allowed (default 1G; grows)\n"
+        "  --log-level LEVEL   debug, info, warn or error (default info)\n";
+
+/* Parses "123", "64M", "1G", "2T" (powers of 1024). Returns 0 or TL_EINVALID. */
+static int parse_size(const char *s, size_t *out)
+{
+	char *end;
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return TL_EINVALID;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return TL_EINVALID;
+	unsigned shift = 0;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		break;
+	default:
+		return TL_EINVALID;
+	}
+	if (*end != '\0') {
+		end++;
+		if (*end == 'i')
+			end++;
+		if (*end == 'B' || *end == 'b')
+			end++;
+		if (*end != '\0')
+			return TL_EINVALID;
+	}
+	if (v == 0 || v > (SIZE_MAX >> shift))
+		return TL_EINVALID;
+	*out = (size_t)(v << shift);
+	return 0;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "threadline-collector: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n%s", USAGE);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	const char *data = NULL, *listen = "tcp://0.0.0.0:7411", *query = "tcp://127.0.0.1:7412";
+	size_t map_size = (size_t)1 << 30;
+	int level = TL_LOG_INFO;
+	enum { OPT_DATA = 1, OPT_LISTEN, OPT_QUERY, OPT_MAP, OPT_LEVEL, OPT_HELP };
+	static const struct option opts[] = {
+	        {"data", required_argument, NULL, OPT_DATA},
+	        {"listen", required_argument, NULL, OPT_LISTEN},
+	        {"query", required_argument, NULL, OPT_QUERY},
+	        {"map-size", required_argument, NULL, OPT_MAP},
+	        {"log-level", required_argument, NULL, OPT_LEVEL},
+	        {"help", no_argument, NULL, OPT_HELP},
+	        {NULL, 0, NULL, 0},
+	};
+	opterr = 0;
+	int ch;
+	while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+		switch (ch) {
+		case OPT_DATA:
+			data = optarg;
+			break;
+		case OPT_LISTEN:
+			listen = optarg;
+			break;
+		case OPT_QUERY:
+			query = optarg;
+			break;
+		case OPT_MAP:
+			if (parse_size(optarg, &map_size) != 0)
+				return usage_error(
+				        "--map-size: '%s' is not a size in bytes (e.g. 1073741824, 512M, 1G)", optarg);
+			break;
+		case OPT_LEVEL:
+			if (tl_log_parse_level(optarg, &level) != 0)
+				return usage_error("--log-level: '%s' is not one of debug, info, warn, error", optarg);
+			break;
+		case OPT_HELP:
+			fputs(USAGE, stdout);
+			return 0;
+		case ':':
+			return usage_error("%s needs a value", argv[optind - 1]);
+		default:
+			return usage_error("unknown flag %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (data == NULL)
+		return usage_error("%s is required", "--data");
+	tl_log_set_level(level);
+
+	/* Every thread (nng's, the writer, the query threads) inherits this mask, so
+	 * the signals are taken here by sigwait and nowhere else. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	tl_errmsg err = {{0}};
+	co_store *store = NULL;
+	co_writer *writer = NULL;
+	co_intake *intake = NULL;
+	co_query *qs = NULL;
+	int rc, exit_code = 1;
+	co_store_opts so = {.dir = data, .map_size = map_size};
+	if ((rc = co_store_open(&so, &store, &err)) != 0) {
+		tl_log(TL_LOG_ERROR, "collector.store_failed", "data=%s err=\"%s\"", data, err.msg);
+		return 1;
+	}
+	if (co_store_stale_readers(store) > 0)
+		tl_log(TL_LOG_WARN, "store.stale_readers", "cleared=%d", co_store_stale_readers(store));
+	if ((rc = co_writer_start(store, NULL, &writer)) != 0) {
+		tl_log(TL_LOG_ERROR, "collector.writer_failed", "err=\"%s\"", tl_strerror(rc));
+		goto out;
+	}
+	co_intake_opts io = {.url = listen};
+	if ((rc = co_intake_start(&io, writer, &intake, &err)) != 0) {
+		tl_log(TL_LOG_ERROR, "collector.listen_failed", "listen=%s err=\"%s\"", listen, err.msg);
+		goto out;
+	}
+	co_query_opts qo = {.url = query};
+	if ((rc = co_query_start(&qo, store, &qs, &err)) != 0) {
+		tl_log(TL_LOG_ERROR, "collector.listen_failed", "query=%s err=\"%s\"", query, err.msg);
+		goto out;
+	}
+	tl_log(TL_LOG_INFO, "collector.ready", "listen=%s query=%s listen_port=%d query_port=%d data=%s map_size=%zu",
+	       listen, query, co_intake_port(intake), co_query_port(qs), data, co_store_map_size(store));
+
+	int sig = 0;
+	while (sigwait(&sigs, &sig) != 0)
+		;
+	tl_log(TL_LOG_INFO, "collector.stopping", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	exit_code = 0;
+out:
+	if (intake != NULL)
+		co_intake_stop(intake); /* everything received is committed and acked */
+	if (writer != NULL)
+		co_writer_stop(writer);
+	co_intake_free(intake);
+	co_query_free(qs);
+	co_writer_free(writer);
+	co_store_close(store);
+	if (exit_code == 0)
+		tl_log(TL_LOG_INFO, "collector.stopped", "data=%s", data);
+	return exit_code;
+}

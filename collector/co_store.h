@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The collector's span store: one LMDB environment in the data directory.
+ *
+ * Span bodies are kept in arrival order under append keys, one value per
+ * trace per batch (a "chunk"), so a batch of a thousand spans costs one
+ * append per trace plus a few small random puts per trace, never per span.
+ * All integers in keys and fixed values are big-endian.
+ *
+ *   meta        "schema_version" -> u32 (CO_STORE_SCHEMA_VERSION)
+ *   spans       chunk_id u64 -> store.v1.Chunk (MDB_APPEND)
+ *   trace_idx   trace_id(16) || chunk_id u64 -> empty (one entry per trace per batch)
+ *   traces      trace_id(16) -> store.v1.TraceSummary
+ *   time_idx    start_ns u64 || trace_id(16) -> empty (the trace's current start only)
+ *   resources   BLAKE2b-128(encoded Resource) -> encoded Resource (stored once)
+ *   dedupe      agent_id(16) || seq u64 -> commit time u64
+ *   lineage_raw record_id u64 -> store.v1.RawRecord (MDB_APPEND)
+ *
+ * Threads: one thread commits at a time (the collector's writer); any number
+ * of threads may read concurrently. Growing the map waits for readers to
+ * finish their (short) read transactions.
+ */
+#ifndef CO_STORE_H
+#define CO_STORE_H
+
+#include "tl_arena.h"
+#include "tl_error.h"
+#include "tl_pb.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CO_STORE_SCHEMA_VERSION 1
+#define CO_AGENT_ID_LEN 16
+
+typedef struct co_store co_store;
+
+typedef struct co_store_opts {
+	const char *dir;      /* data directory; created if missing */
+	size_t map_size;      /* initial map size in bytes (0: 1 GiB); doubled on MDB_MAP_FULL */
+	size_t map_size_max;  /* growth stops here (0: 1 TiB); past it commits fail with TL_EFULL */
+	unsigned max_readers; /* LMDB reader slots (0: 126) */
+} co_store_opts;
+
+/*
+ * Opens (creating if needed) the store in o->dir. Runs mdb_reader_check to
+ * clear reader slots left by dead processes. Returns 0 and *out (caller
+ * frees with co_store_close()); a negative errno when the directory cannot
+ * be used; TL_EUNSUPPORTED when the schema version is not ours; TL_ESTORE or
+ * TL_ECORRUPT from LMDB. err names what failed.
+ */
+int co_store_open(const co_store_opts *o, co_store **out, tl_errmsg *err);
+
+/* Closes the environment. No transaction may be running. Accepts NULL. */
+void co_store_close(co_store *s);
+
+/* Reader slots of dead processes cleared by mdb_reader_check at open. */
+int co_store_stale_readers(const co_store *s);
+
+/* Current map size in bytes (grows on demand). */
+size_t co_store_map_size(co_store *s);
+
+enum co_batch_status {
+	CO_BATCH_PENDING = 0,
+	CO_BATCH_OK,        /* committed by this call */
+	CO_BATCH_DUPLICATE, /* (agent_id, seq) committed earlier; nothing written */
+	CO_BATCH_REJECTED,  /* can never be stored */
+	CO_BATCH_RETRY,     /* not stored now; may be sent again */
+};
+
+/*
+ * One decoded wire Batch. Everything it points to is borrowed (typically an
+ * arena owned by the caller) and must stay valid during co_store_commit().
+ */
+typedef struct co_batch {
+	uint8_t agent_id[CO_AGENT_ID_LEN];
+	uint64_t seq;
+	tl_pb_export_req **traces; /* decoded Record.otlp_traces, in record order */
+	uint64_t *traces_accepted; /* Record.accepted_unix_nano per traces[i] (may be NULL) */
+	size_t n_traces;
+	ProtobufCBinaryData *lineage; /* Record.openlineage_json bodies, kept verbatim */
+	uint64_t *lineage_accepted;   /* per lineage[i] (may be NULL) */
+	size_t n_lineage;
+	/* OUT, set by co_store_commit(): */
+	enum co_batch_status status;
+	uint64_t spans_stored;
+	uint64_t spans_skipped; /* spans without a 16-byte trace id, which cannot be indexed */
+} co_batch;
+
+/*
+ * Commits batches[0..n) in ONE write transaction: per batch, a dedupe check
+ * on (agent_id, seq), then its chunks, indexes, summaries, resources and
+ * the dedupe entry. Borrows the batches; sets each one's status and counts.
+ * now_ns is written as the commit time. On MDB_MAP_FULL the transaction is
+ * aborted, the map doubled and the same batches retried, so the call either
+ * commits all of them or none.
+ * Returns 0 when committed (mdb_txn_commit returned 0); TL_EFULL when the
+ * map cannot grow further; TL_ESTORE / TL_ECORRUPT / -errno otherwise. On
+ * error nothing was written and the statuses are CO_BATCH_PENDING.
+ * Call from one thread at a time.
+ */
+int co_store_commit(co_store *s, co_batch *const *batches, size_t n, uint64_t now_ns);
+
+/*
+ * Reads a whole trace: every chunk found by a trace_idx prefix scan, with
+ * resources resolved, spans that shared a resource and scope grouped into one
+ * ResourceSpans/ScopeSpans, in arrival order. Everything is copied into arena
+ * before the read transaction ends: *out is valid until arena is reset.
+ * Returns 0; TL_ENOTFOUND for an unknown trace; TL_ELIMIT when the trace
+ * does not fit the arena's cap; TL_ECORRUPT for a value that does not decode.
+ */
+int co_store_get_trace(co_store *s, const uint8_t trace_id[16], tl_arena *arena, tl_pb_trace_result **out);
+
+typedef struct co_trace_summary {
+	uint8_t trace_id[16];
+	uint64_t start_ns;
+	uint64_t end_ns;
+	uint64_t span_count;
+	uint64_t error_count;
+	uint64_t chunk_count;
+	bool has_root;
+	char root_service[256]; /* cut to fit; "" when unknown */
+	char root_name[256];
+} co_trace_summary;
+
+/* Fills *out for trace_id. Returns 0, TL_ENOTFOUND or TL_ECORRUPT. */
+int co_store_get_summary(co_store *s, const uint8_t trace_id[16], co_trace_summary *out);
+
+/*
+ * Calls fn for each trace whose start lies in [from_ns, to_ns), in start
+ * order, newest first when newest_first. fn borrows sum (valid during the
+ * call) and returns 0 to go on, anything else to stop (that value is
+ * returned). fn runs inside a read transaction: keep it short and call no
+ * other co_store function from it (growing the map waits for that
+ * transaction, and a nested call would wait behind the grow). Returns 0,
+ * fn's value or a store error.
+ */
+typedef int (*co_trace_fn)(const co_trace_summary *sum, void *ud);
+int co_store_scan_time(co_store *s, uint64_t from_ns, uint64_t to_ns, bool newest_first, co_trace_fn fn, void *ud);
+
+/*
+ * Calls fn for each chunk with id >= from_id in arrival order, with the
+ * chunk's encoded store.v1.Chunk bytes (borrowed, valid during the call).
+ * Same rules for fn as co_store_scan_time. For retention, export and audit.
+ */
+typedef int (*co_chunk_fn)(uint64_t chunk_id, const uint8_t *val, size_t len, void *ud);
+int co_store_scan_chunks(co_store *s, uint64_t from_id, co_chunk_fn fn, void *ud);
+
+typedef struct co_store_counts {
+	size_t chunks, trace_idx, traces, time_idx, resources, dedupe, lineage_raw;
+} co_store_counts;
+
+/* Entry counts of every database (for tests and /metrics). Returns 0 or a store error. */
+int co_store_counts_get(co_store *s, co_store_counts *out);
+
+#endif

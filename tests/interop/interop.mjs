@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: Apache-2.0
+//
+// Interop test: the OpenTelemetry JS SDK (sdk-trace-base with the OTLP proto
+// or OTLP http/JSON exporter) sends a multi-service trace to a real
+// threadline-agent; `threadline trace show --json` must return every field
+// exactly as the SDK recorded it. The script starts a collector and an agent
+// itself (binaries from TL_COLLECTOR, TL_AGENT, TL_CLI; free loopback ports;
+// a temporary dir), stops them at the end, prints a diff of every mismatch
+// and exits non-zero on any.
+//
+//   node interop.mjs --exporter proto|http
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+function die(msg) {
+  process.stderr.write(`interop: ${msg}\n`);
+  process.exit(1);
+}
+
+// ---- arguments and environment ----
+
+const args = process.argv.slice(2);
+let exporterKind = null;
+let compression = 'none';
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--exporter' && i + 1 < args.length) exporterKind = args[++i];
+  else if (args[i] === '--compression' && i + 1 < args.length) compression = args[++i];
+  else die(`unknown argument '${args[i]}'\nusage: node interop.mjs --exporter proto|http [--compression gzip|none]`);
+}
+if (exporterKind !== 'proto' && exporterKind !== 'http') die('--exporter must be proto or http');
+
+// A missing node_modules is a failure with a way out, never a silent skip.
+if (!fs.existsSync(path.join(here, 'node_modules', '@opentelemetry', 'sdk-trace-base'))) {
+  die(`the OpenTelemetry JS packages are not installed in ${here}/node_modules.\n` +
+      `Run:  (cd ${here} && npm ci)`);
+}
+
+const bins = {};
+for (const [key, env] of [['agent', 'TL_AGENT'], ['collector', 'TL_COLLECTOR'], ['cli', 'TL_CLI']]) {
+  bins[key] = process.env[env];
+  if (!bins[key]) die(`${env} is not set (run through 'meson test --suite interop')`);
+  if (!fs.existsSync(bins[key])) die(`${env}=${bins[key]} does not exist (build first)`);
+}
+
+const api = await import('@opentelemetry/api');
+const { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor, InMemorySpanExporter } =
+  await import('@opentelemetry/sdk-trace-base');
+const { resourceFromAttributes, defaultResource } = await import('@opentelemetry/resources');
+const { W3CTraceContextPropagator } = await import('@opentelemetry/core');
+const { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } = await import('@opentelemetry/semantic-conventions');
+const { OTLPTraceExporter } = exporterKind === 'proto'
+  ? await import('@opentelemetry/exporter-trace-otlp-proto')
+  : await import('@opentelemetry/exporter-trace-otlp-http');
+
+// ---- processes ----
+
+const started = [];
+let tmpDir = null;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function start(name, argv) {
+  const out = fs.openSync(path.join(tmpDir, `${name}.out`), 'a');
+  const err = fs.openSync(path.join(tmpDir, `${name}.err`), 'a');
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', out, err] });
+  fs.closeSync(out);
+  fs.closeSync(err);
+  const p = { name, child, errPath: path.join(tmpDir, `${name}.err`), exit: null };
+  child.on('exit', (code, signal) => { p.exit = { code, signal }; });
+  started.push(p);
+  return p;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitReady(p, needle, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const log = fs.existsSync(p.errPath) ? fs.readFileSync(p.errPath, 'utf8') : '';
+    if (log.includes(needle)) return;
+    if (p.exit) throw new Error(`${p.name} exited (${JSON.stringify(p.exit)}) before '${needle}':\n${log}`);
+    if (Date.now() > deadline) throw new Error(`${p.name}: no '${needle}' within ${timeoutMs} ms:\n${log}`);
+    await sleep(20);
+  }
+}
+
+async function stop(p, timeoutMs) {
+  if (p.exit) return p.exit;
+  p.child.kill('SIGTERM');
+  const deadline = Date.now() + timeoutMs;
+  while (!p.exit && Date.now() < deadline) await sleep(10);
+  if (!p.exit) {
+    p.child.kill('SIGKILL');
+    while (!p.exit) await sleep(10);
+    return { killed: true };
+  }
+  return p.exit;
+}
+
+function tail(p) {
+  const log = fs.existsSync(p.errPath) ? fs.readFileSync(p.errPath, 'utf8') : '';
+  return log.length > 3000 ? log.slice(-3000) : log;
+}
+
+// Last resort if something throws past the cleanup below.
+process.on('exit', () => {
+  for (const p of started) if (!p.exit) p.child.kill('SIGKILL');
+});
+
+// ---- expected values from what the SDK recorded ----
+
+const hrToNs = (hr) => (BigInt(hr[0]) * 1000000000n + BigInt(hr[1])).toString();
+const nsToHr = (ns) => [Number(ns / 1000000000n), Number(ns % 1000000000n)];
+
+// The CLI's JSON for an attribute value, following the OTLP mapping the exporters use.
+function anyJson(v) {
+  if (typeof v === 'string' || typeof v === 'boolean') return v;
+  if (typeof v === 'number') return v;
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('base64');
+  if (Array.isArray(v)) return v.map(anyJson);
+  if (v !== null && typeof v === 'object') {
+    const o = {};
+    for (const k of Object.keys(v)) o[k] = anyJson(v[k]);
+    return o;
+  }
+  return null;
+}
+
+function attrsJson(attrs) {
+  const o = {};
+  for (const k of Object.keys(attrs ?? {})) if (attrs[k] !== undefined) o[k] = anyJson(attrs[k]);
+  return o;
+}
+
+const KINDS = ['INTERNAL', 'SERVER', 'CLIENT', 'PRODUCER', 'CONSUMER']; // api.SpanKind order
+const CODES = ['UNSET', 'OK', 'ERROR'];
+
+// OTLP span flags: W3C trace flags plus the HAS_IS_REMOTE (0x100) and IS_REMOTE (0x200) bits.
+function spanFlags(traceFlags, isRemote) {
+  return (traceFlags & 0xff) | 0x100 | (isRemote ? 0x200 : 0);
+}
+
+function expectedSpan(s) {
+  const ctx = s.spanContext();
+  const parent = s.parentSpanContext;
+  return {
+    span_id: ctx.spanId,
+    parent_span_id: parent?.spanId ?? '',
+    service: String(s.resource.attributes[ATTR_SERVICE_NAME] ?? ''),
+    name: s.name,
+    kind: KINDS[s.kind],
+    start_unix_nano: hrToNs(s.startTime),
+    end_unix_nano: hrToNs(s.endTime),
+    status: { code: CODES[s.status.code], message: s.status.message ?? '' },
+    attributes: attrsJson(s.attributes),
+    events: s.events.map((e) => ({
+      name: e.name,
+      time_unix_nano: hrToNs(e.time),
+      attributes: attrsJson(e.attributes),
+    })),
+    links: s.links.map((l) => ({
+      trace_id: l.context.traceId,
+      span_id: l.context.spanId,
+      trace_state: l.context.traceState?.serialize() ?? '',
+      attributes: attrsJson(l.attributes),
+    })),
+    trace_state: ctx.traceState?.serialize() ?? '',
+    flags: spanFlags(ctx.traceFlags, parent?.isRemote),
+    resource: attrsJson(s.resource.attributes),
+    scope: { name: s.instrumentationScope.name, version: s.instrumentationScope.version ?? '' },
+    missing_parent: false,
+  };
+}
+
+function expectedTrace(traceId, spans) {
+  const mine = spans.filter((s) => s.spanContext().traceId === traceId).map(expectedSpan);
+  mine.sort((a, b) => (BigInt(a.start_unix_nano) < BigInt(b.start_unix_nano) ? -1 : 1));
+  return { trace_id: traceId, spans: mine };
+}
+
+// ---- comparing ----
+
+// Every key of exp must be in act with an equal value; extra keys are allowed
+// except in attribute and resource maps.
+function diff(where, exp, act, strict, out) {
+  if (act === undefined) {
+    out.push(`${where}: missing (expected ${JSON.stringify(exp)})`);
+    return;
+  }
+  if (Array.isArray(exp)) {
+    if (!Array.isArray(act)) {
+      out.push(`${where}: expected an array, got ${JSON.stringify(act)}`);
+      return;
+    }
+    if (exp.length !== act.length) {
+      out.push(`${where}: expected ${exp.length} elements, got ${act.length}`);
+    }
+    for (let i = 0; i < Math.min(exp.length, act.length); i++) {
+      const label = exp[i] && typeof exp[i] === 'object' && typeof exp[i].name === 'string' ? ` "${exp[i].name}"` : '';
+      diff(`${where}[${i}${label}]`, exp[i], act[i], strict, out);
+    }
+    return;
+  }
+  if (exp !== null && typeof exp === 'object') {
+    if (act === null || typeof act !== 'object' || Array.isArray(act)) {
+      out.push(`${where}: expected an object, got ${JSON.stringify(act)}`);
+      return;
+    }
+    for (const k of Object.keys(exp)) {
+      diff(`${where}.${k}`, exp[k], act[k], strict || k === 'attributes' || k === 'resource', out);
+    }
+    if (strict) {
+      for (const k of Object.keys(act)) {
+        if (!(k in exp)) out.push(`${where}: unexpected key "${k}" = ${JSON.stringify(act[k])}`);
+      }
+    }
+    return;
+  }
+  if (exp !== act || typeof exp !== typeof act) {
+    out.push(`${where}: expected ${JSON.stringify(exp)}, got ${JSON.stringify(act)}`);
+  }
+}
+
+function showTrace(collectorUrl, traceId) {
+  const r = spawnSync(bins.cli, ['--collector', collectorUrl, 'trace', 'show', traceId, '--json'],
+                      { encoding: 'utf8', timeout: 20000 });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`threadline trace show ${traceId} --json: exit ${r.status}\n${r.stderr}`);
+  try {
+    return JSON.parse(r.stdout);
+  } catch (e) {
+    throw new Error(`threadline trace show printed invalid JSON (${e.message}):\n${r.stdout}`);
+  }
+}
+
+// ---- the trace ----
+
+// Wraps an exporter to remember every export result: a failed export must fail the test.
+function recording(inner, results) {
+  return {
+    export(spans, done) {
+      inner.export(spans, (res) => {
+        results.push(res);
+        done(res);
+      });
+    },
+    shutdown: () => inner.shutdown(),
+    forceFlush: () => (inner.forceFlush ? inner.forceFlush() : Promise.resolve()),
+  };
+}
+
+function makeProvider(service, extra, url, memory, results) {
+  // memory: what the SDK recorded, read before shutdown (shutdown clears it).
+  const resource = defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: service, ...extra }));
+  const exporter = new OTLPTraceExporter({ url, compression });
+  return new BasicTracerProvider({
+    resource,
+    spanProcessors: [new SimpleSpanProcessor(memory), new BatchSpanProcessor(recording(exporter, results))],
+  });
+}
+
+async function sendTrace(httpPort) {
+  const url = `http://127.0.0.1:${httpPort}/v1/traces`;
+  const memFront = new InMemorySpanExporter();
+  const memModel = new InMemorySpanExporter();
+  const results = [];
+  const front = makeProvider('interop-frontend', { [ATTR_SERVICE_VERSION]: '1.4.2', 'deployment.replicas': 3,
+                                                   'deployment.canary': false, 'cloud.zones': ['a', 'b'] },
+                             url, memFront, results);
+  const model = makeProvider('interop-model', { 'ml.model.name': 'churn', 'ml.model.version': 7 },
+                             url, memModel, results);
+  const tFront = front.getTracer('interop.frontend', '0.1.0');
+  const tModel = model.getTracer('interop.model'); // no version
+  const { SpanKind, SpanStatusCode, ROOT_CONTEXT, trace, propagation, defaultTextMapSetter, defaultTextMapGetter } = api;
+
+  // Explicit times (HrTime, nanosecond exact), close to now.
+  const base = BigInt(Date.now()) * 1000000n + 123457n;
+  const at = (ms, ns = 0) => nsToHr(base + BigInt(ms) * 1000000n + BigInt(ns));
+
+  // A span in another trace, for a link (a training run, say).
+  const train = tModel.startSpan('train model', { kind: SpanKind.INTERNAL, startTime: at(-60000) });
+  train.setAttribute('ml.epochs', 12);
+  train.end(at(-30000, 7));
+
+  const root = tFront.startSpan('POST /predict', {
+    kind: SpanKind.SERVER,
+    startTime: at(0),
+    attributes: {
+      'http.request.method': 'POST',
+      'str.unicode': 'h\u00e9llo \u2713 "quoted" \\ \n\ttab',
+      'str.empty': '',
+      'bool.true': true,
+      'bool.false': false,
+      'int.pos': 42,
+      'int.neg': -42,
+      'int.zero': 0,
+      'int.max_safe': Number.MAX_SAFE_INTEGER,
+      'int.min_safe': Number.MIN_SAFE_INTEGER,
+      'dbl.pi': 3.141592653589793,
+      'dbl.neg': -0.001,
+      'dbl.tiny': 5e-324,
+      'dbl.small': 1.2345e-300, // (a large double is an integer to JS and would go out as intValue)
+      'dbl.tenth': 0.1,
+      'arr.str': ['a', '', 'c\u00e9'],
+      'arr.bool': [true, false, true],
+      'arr.int': [1, -2, 3000000000],
+      'arr.dbl': [1.5, -2.25, 0.1],
+      'arr.empty': [],
+    },
+  });
+  root.addEvent('request.received', { 'payload.bytes': 512, 'payload.kind': 'json', 'payload.gz': false,
+                                      'payload.ratio': 0.75, 'payload.tags': ['x', 'y'] }, at(1, 1));
+  root.addEvent('no attributes', undefined, at(2));
+
+  // Propagate the context to the other service the way HTTP would: W3C headers.
+  const propagator = new W3CTraceContextPropagator();
+  const carrier = {};
+  propagator.inject(trace.setSpan(ROOT_CONTEXT, root), carrier, defaultTextMapSetter);
+  carrier.tracestate = 'threadline=interop,vendor=t61rcWkgMzE';
+  const remote = propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter);
+
+  const call = tFront.startSpan('call model', { kind: SpanKind.CLIENT, startTime: at(3) },
+                                trace.setSpan(ROOT_CONTEXT, root));
+  call.setAttribute('server.port', 8080);
+
+  const predict = tModel.startSpan('predict', { kind: SpanKind.SERVER, startTime: at(5),
+                                                links: [{ context: train.spanContext(),
+                                                          attributes: { 'link.reason': 'model trained by',
+                                                                        'link.epochs': 12 } }] },
+                                   remote);
+  predict.setAttribute('ml.prediction.id', 'p-0001');
+  predict.setAttribute('ml.score', 0.8125);
+
+  const features = tModel.startSpan('load features', { kind: SpanKind.INTERNAL, startTime: at(6) },
+                                    trace.setSpan(ROOT_CONTEXT, predict));
+  features.setAttributes({ 'feature.count': 128, 'feature.names': ['age', 'tenure'] });
+  features.setStatus({ code: SpanStatusCode.OK });
+  features.end(at(20, 999999));
+
+  const infer = tModel.startSpan('run inference', { kind: SpanKind.INTERNAL, startTime: at(21) },
+                                 trace.setSpan(ROOT_CONTEXT, predict));
+  const err = new Error('tensor shape mismatch: expected [1,128], got [1,127]');
+  err.name = 'ShapeError';
+  infer.recordException(err, at(29));
+  infer.setStatus({ code: SpanStatusCode.ERROR, message: 'tensor shape mismatch' });
+  infer.end(at(30));
+
+  const publish = tModel.startSpan('publish result', { kind: SpanKind.PRODUCER, startTime: at(31) },
+                                   trace.setSpan(ROOT_CONTEXT, predict));
+  publish.addLink({ context: features.spanContext() });
+  publish.end(at(32));
+  const consume = tFront.startSpan('consume result', { kind: SpanKind.CONSUMER, startTime: at(33) },
+                                   trace.setSpan(ROOT_CONTEXT, root));
+  consume.end(at(34));
+
+  predict.setStatus({ code: SpanStatusCode.ERROR, message: 'inference failed' });
+  predict.end(at(35));
+  call.setStatus({ code: SpanStatusCode.ERROR });
+  call.end(at(36));
+  root.end(at(40, 1));
+
+  // An export error must not stop the comparison: results say what went wrong.
+  const flushErrors = [];
+  for (const p of [front, model]) await p.forceFlush().catch((e) => flushErrors.push(`forceFlush: ${e.message ?? e}`));
+  const spans = [...memFront.getFinishedSpans(), ...memModel.getFinishedSpans()];
+  for (const p of [front, model]) await p.shutdown().catch((e) => flushErrors.push(`shutdown: ${e.message ?? e}`));
+  return { spans, results, flushErrors, traceId: root.spanContext().traceId,
+           linkedTraceId: train.spanContext().traceId };
+}
+
+// ---- main ----
+
+let failed = false;
+try {
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), `tl-interop-${exporterKind}-`));
+  const [intake, query, http] = [await freePort(), await freePort(), await freePort()];
+  const collectorUrl = `tcp://127.0.0.1:${query}`;
+  fs.mkdirSync(path.join(tmpDir, 'data'));
+  fs.mkdirSync(path.join(tmpDir, 'spool'));
+  const collector = start('collector', [bins.collector, '--data', path.join(tmpDir, 'data'),
+                                        '--listen', `tcp://127.0.0.1:${intake}`, '--query', collectorUrl]);
+  await waitReady(collector, 'event=collector.ready', 15000);
+  const agent = start('agent', [bins.agent, '--collector', `tcp://127.0.0.1:${intake}`,
+                                '--http', `127.0.0.1:${http}`, '--spool', path.join(tmpDir, 'spool')]);
+  await waitReady(agent, 'event=agent.ready', 15000);
+
+  const sent = await sendTrace(http);
+  const problems = [];
+  const bad = sent.results.filter((r) => r.code !== 0);
+  for (const r of bad) problems.push(`export failed: ${r.error?.message ?? JSON.stringify(r)}`);
+  if (sent.results.length === 0) problems.push('the exporter never exported anything');
+  for (const e of sent.flushErrors) problems.push(e);
+
+  for (const traceId of [sent.traceId, sent.linkedTraceId]) {
+    const exp = expectedTrace(traceId, sent.spans);
+    let got;
+    try {
+      got = showTrace(collectorUrl, traceId);
+    } catch (e) {
+      problems.push(e.message);
+      continue;
+    }
+    const d = [];
+    diff('trace', exp, got, false, d);
+    if (d.length > 0) {
+      problems.push(`trace ${traceId}: ${d.length} difference(s):\n  ` + d.join('\n  ') +
+                    `\n  expected spans: ${exp.spans.map((s) => s.name).join(', ')}` +
+                    `\n  got spans:      ${(got.spans ?? []).map((s) => s.name).join(', ')}`);
+    } else {
+      console.log(`interop(${exporterKind}): trace ${traceId}: ${exp.spans.length} spans, every field equal`);
+    }
+  }
+
+  for (const p of [agent, collector]) {
+    const ex = await stop(p, 10000);
+    if (ex.killed || ex.code !== 0) problems.push(`${p.name} did not exit cleanly on SIGTERM: ${JSON.stringify(ex)}`);
+  }
+  if (problems.length > 0) {
+    failed = true;
+    process.stderr.write(`interop(${exporterKind}) FAILED:\n- ${problems.join('\n- ')}\n`);
+    for (const p of started) process.stderr.write(`---- ${p.name} stderr ----\n${tail(p)}\n`);
+  }
+} catch (e) {
+  failed = true;
+  process.stderr.write(`interop(${exporterKind}) FAILED: ${e.stack ?? e}\n`);
+  for (const p of started) process.stderr.write(`---- ${p.name} stderr ----\n${tail(p)}\n`);
+} finally {
+  for (const p of started) await stop(p, 5000);
+  if (tmpDir && !failed && !process.env.TL_TEST_KEEP) fs.rmSync(tmpDir, { recursive: true, force: true });
+  else if (tmpDir) process.stderr.write(`interop: logs kept in ${tmpDir}\n`);
+}
+process.exit(failed ? 1 : 0);

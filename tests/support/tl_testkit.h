@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Test kit for the integration tests and benchmarks: temporary directories,
+ * free loopback ports, starting and stopping the real binaries with their
+ * output in files, running a command to completion, and a tiny blocking
+ * HTTP/1.1 client (http-parser in response mode). Everything here is for
+ * tests: it is synchronous, single-threaded and favours clear failures over
+ * speed. Functions return 0 or a negative errno / TL_E* code like the rest
+ * of the project; none of them logs.
+ *
+ * Binary paths come from the environment (TK_ENV_AGENT, ...), set by meson.
+ */
+#ifndef TL_TESTKIT_H
+#define TL_TESTKIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define TK_ENV_AGENT "TL_AGENT"
+#define TK_ENV_COLLECTOR "TL_COLLECTOR"
+#define TK_ENV_CLI "TL_CLI"
+
+#define TK_PATH_MAX 512
+
+/* ---- files and directories ---- */
+
+/*
+ * Creates a fresh private directory under $TMPDIR (or /tmp) named
+ * "tl-<tag>-XXXXXX" and writes its path into out (cap bytes). Returns 0,
+ * TL_ELIMIT if out is too small, or -errno.
+ */
+int tk_tmpdir(const char *tag, char *out, size_t cap);
+
+/* Removes path and everything below it (does not follow symlinks). A missing path is not an error. */
+int tk_rmrf(const char *path);
+
+/*
+ * Reads a whole file. Returns a NUL-terminated buffer (caller frees with
+ * free()) and its length in *len (len may be NULL), or NULL with errno set.
+ */
+char *tk_read_file(const char *path, size_t *len);
+
+/* ---- ports ---- */
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close). Returns it or -errno. */
+int tk_free_port(void);
+
+/*
+ * Waits until a TCP connect to 127.0.0.1:port succeeds. Returns 0, or
+ * TL_ETIMEOUT after timeout_ms.
+ */
+int tk_wait_port(int port, int timeout_ms);
+
+/* ---- processes ---- */
+
+typedef struct tk_proc {
+	pid_t pid;                  /* 0 when not running / reaped */
+	int status;                 /* wait status once reaped */
+	char name[64];              /* for messages */
+	char out_path[TK_PATH_MAX]; /* its stdout */
+	char err_path[TK_PATH_MAX]; /* its stderr */
+} tk_proc;
+
+/*
+ * Starts argv[0] (a path) with argv, stdin from /dev/null, stdout and stderr
+ * appended to <dir>/<name>.out and <dir>/<name>.err. The child gets SIGKILL
+ * if the calling thread dies (PR_SET_PDEATHSIG), so a crashed test leaves no
+ * daemon behind. argv is borrowed. Returns 0 or -errno (an exec failure
+ * shows as exit status 127).
+ */
+int tk_spawn(tk_proc *p, const char *dir, const char *name, char *const argv[]);
+
+/*
+ * True if p is still running. Reaps it (and records its status) when it
+ * has exited.
+ */
+bool tk_alive(tk_proc *p);
+
+/*
+ * Waits until a line of p's stderr contains needle. Returns 0, TL_ETIMEOUT
+ * after timeout_ms, or -ECHILD if the process exited first.
+ */
+int tk_wait_log(tk_proc *p, const char *needle, int timeout_ms);
+
+/* True if p's stderr contains needle now. */
+bool tk_log_contains(const tk_proc *p, const char *needle);
+
+/*
+ * Sends SIGTERM and waits up to timeout_ms for p to exit, then SIGKILLs and
+ * reaps it. Returns 0 if it exited by itself in time (its wait status is in
+ * p->status), TL_ETIMEOUT if it had to be killed. A process that is not
+ * running returns 0 with its recorded status.
+ */
+int tk_stop(tk_proc *p, int timeout_ms);
+
+/* SIGKILL and reap. No-op when not running. */
+void tk_kill(tk_proc *p);
+
+/* Exit code of a reaped process that exited normally, or -1 (signal, or not reaped). */
+int tk_exit_code(const tk_proc *p);
+
+/* ---- running a command to completion ---- */
+
+typedef struct tk_output {
+	char *out; /* stdout, NUL-terminated; caller frees with tk_output_fini() */
+	size_t out_len;
+	char *err; /* stderr, NUL-terminated */
+	size_t err_len;
+	int exit_code; /* exit code, or -1 if killed by a signal (then signo says which) */
+	int signo;
+} tk_output;
+
+/*
+ * Runs argv[0] with argv to completion, capturing stdout and stderr (each
+ * capped at 64 MiB). After timeout_ms the child is killed and TL_ETIMEOUT
+ * returned (out still holds what was captured). Returns 0 or -errno.
+ */
+int tk_run(char *const argv[], int timeout_ms, tk_output *out);
+
+/* Frees what tk_run() captured. Accepts a zeroed or already-freed out. */
+void tk_output_fini(tk_output *out);
+
+/* ---- HTTP/1.1 client ---- */
+
+typedef struct tk_header {
+	const char *name;
+	const char *value;
+} tk_header;
+
+#define TK_HTTP_MAX_HEADERS 32
+
+typedef struct tk_http_resp {
+	int status;
+	size_t nheaders;
+	struct {
+		char *name; /* lower-cased */
+		char *value;
+	} headers[TK_HTTP_MAX_HEADERS];
+	char *body; /* NUL-terminated (the NUL is not counted in body_len) */
+	size_t body_len;
+	bool keep_alive; /* http-parser's verdict for this response */
+} tk_http_resp;
+
+/*
+ * Connects to 127.0.0.1:port (blocking socket, SIGPIPE suppressed on send).
+ * Returns the fd or -errno.
+ */
+int tk_connect(int port);
+
+/* Sends all of buf (MSG_NOSIGNAL). Returns 0 or -errno. */
+int tk_send_all(int fd, const void *buf, size_t len);
+
+/*
+ * Sends "METHOD path HTTP/1.1" with Host, the given headers, Content-Length
+ * when body is not NULL, and the body. While sending it also watches for an
+ * early response (a server may answer 413 and stop reading): in that case it
+ * stops sending and returns 0 with *early set (early may be NULL). Returns 0
+ * or -errno (-EPIPE, -ECONNRESET, ...).
+ */
+int tk_http_send(int fd, const char *method, const char *path, const tk_header *hdrs, size_t nhdrs, const void *body,
+                 size_t body_len, bool *early);
+
+/*
+ * Reads one response from fd: status line, headers and a Content-Length (or
+ * chunked, or until-close) body. Returns 0, TL_ETIMEOUT after timeout_ms,
+ * TL_EPARSE for a malformed response, or -ECONNRESET / TL_ECLOSED if the
+ * peer closed before a complete response. On success the caller frees r with
+ * tk_http_resp_fini().
+ */
+int tk_http_read(int fd, int timeout_ms, tk_http_resp *r);
+
+/*
+ * One request on a fresh connection: connect, send, read the response,
+ * close. Same returns as above.
+ */
+int tk_http(int port, const char *method, const char *path, const tk_header *hdrs, size_t nhdrs, const void *body,
+            size_t body_len, int timeout_ms, tk_http_resp *r);
+
+/* A response header's value (name matched case-insensitively), or NULL. Valid until tk_http_resp_fini(). */
+const char *tk_http_header(const tk_http_resp *r, const char *name);
+
+/* Frees what tk_http_read() filled in; r is zeroed. */
+void tk_http_resp_fini(tk_http_resp *r);
+
+/*
+ * Waits until the peer closes fd (read returns 0 or an error), discarding
+ * any data. Returns 0 when closed, TL_ETIMEOUT after timeout_ms.
+ */
+int tk_wait_closed(int fd, int timeout_ms);
+
+/* ---- a collector + agent pair ---- */
+
+typedef struct tk_stack {
+	char dir[TK_PATH_MAX]; /* temp dir holding data/, spool/ and the logs */
+	int intake_port;
+	int query_port;
+	int http_port;
+	char collector_url[64]; /* tcp://127.0.0.1:<query_port>, for the CLI */
+	tk_proc collector;
+	tk_proc agent;
+} tk_stack;
+
+/*
+ * Starts a collector and an agent on free loopback ports in a fresh temp
+ * dir, waiting for their ready lines (collector.ready, agent.ready). Retries
+ * with other ports if a port was taken meanwhile. extra_agent_args (NULL-
+ * terminated, may be NULL) are appended to the agent's argv. On failure
+ * everything started is stopped, the logs are kept, and a reason is written
+ * to why (cap bytes). Returns 0 or an error.
+ */
+int tk_stack_start(tk_stack *s, const char *tag, char *const extra_agent_args[], char *why, size_t cap);
+
+/*
+ * SIGTERMs agent then collector (timeout_ms each). Returns 0 if both exited
+ * by themselves with status 0, TL_ETIMEOUT if one had to be killed, or
+ * TL_EINVALID if one exited non-zero or by a signal. The temp dir is removed
+ * when the result is 0 and TL_TEST_KEEP is not set in the environment;
+ * otherwise it is kept (its path is in s->dir) for a post-mortem. Safe to
+ * call twice.
+ */
+int tk_stack_stop(tk_stack *s, int timeout_ms);
+
+/* Writes the last lines of the agent's and the collector's stderr to stderr (for failure messages). */
+void tk_stack_dump_logs(const tk_stack *s);
+
+/*
+ * Runs `threadline --collector URL trace show TRACE_ID [--json]` to
+ * completion (timeout 20 s). Returns like tk_run().
+ */
+int tk_stack_trace_show(const tk_stack *s, const char *trace_hex, bool json, tk_output *out);
+
+/* Path of a binary from its env var (TK_ENV_*), or NULL if unset. */
+const char *tk_bin(const char *env);
+
+#endif
