@@ -239,7 +239,13 @@ static void handle_traces(ag_receiver *r, tl_http_req *req)
 		respond_ok(req, json, 0, "");
 		return;
 	}
-	size_t plen = opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(er);
+	/* A protobuf body that validation left whole is forwarded as received: re-encoding it would
+	 * give the same message and cost a fifth of the agent's CPU. */
+	bool verbatim = !json && v.spans_rejected == 0;
+	size_t plen =
+	        verbatim
+	                ? len
+	                : opentelemetry__proto__collector__trace__v1__export_trace_service_request__get_packed_size(er);
 	uint8_t *packed = malloc(plen ? plen : 1);
 	pending *pd = calloc(1, sizeof(*pd));
 	if (packed == NULL || pd == NULL) {
@@ -248,7 +254,10 @@ static void handle_traces(ag_receiver *r, tl_http_req *req)
 		respond_status(req, json, 503, RPC_UNAVAILABLE, "agent out of memory", 1);
 		return;
 	}
-	opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(er, packed);
+	if (verbatim)
+		memcpy(packed, body, len);
+	else
+		opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(er, packed);
 	tl_arena_reset(&r->arena);
 	pd->r = r;
 	pd->req = req;
@@ -365,7 +374,9 @@ int ag_receiver_new(uv_loop_t *loop, const ag_receiver_opts *o, ag_pipeline *pip
 	r->otlp_lim = o->otlp;
 	r->pipeline = pipeline;
 	r->sender = sender;
-	tl_arena_init(&r->arena, 64 * 1024, o->otlp.max_decoded_bytes);
+	/* A typical request decodes to a few hundred KiB; keep that much warm, no more (RSS budget). */
+	tl_arena_init(&r->arena, 256 * 1024, o->otlp.max_decoded_bytes);
+	tl_arena_set_retain(&r->arena, 1 << 20);
 	int rc = tl_http_server_new(loop, &r->http_lim, on_request, r, &r->http);
 	if (rc == 0)
 		rc = tl_http_server_listen(r->http, o->listen);

@@ -64,10 +64,10 @@ static int find_binary(const char *self, const char *name, char *out, size_t out
 	if (slash == NULL)
 		return TL_ENOTFOUND;
 	*slash = '\0';
-	const char *tries[] = {"%s/%s", "%s/../agent/%s", "%s/../collector/%s"};
-	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
-		snprintf(out, outlen, tries[i], dir, name);
-		if (access(out, X_OK) == 0)
+	static const char *const subdirs[] = {"", "/../agent", "/../collector"};
+	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+		int n = snprintf(out, outlen, "%s%s/%s", dir, subdirs[i], name);
+		if (n > 0 && (size_t)n < outlen && access(out, X_OK) == 0)
 			return 0;
 	}
 	return TL_ENOTFOUND;

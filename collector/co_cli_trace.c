@@ -454,7 +454,8 @@ static int print_text(const co_cli *cli, const tl_pb_trace_result *res, const tr
 		(void)base;
 	}
 	for (size_t i = 0; i < t->count; i++) {
-		size_t w = u8width(t->n[i].sp->name ? t->n[i].sp->name : "") + 3 * (depth[i] > 12 ? 12 : depth[i]);
+		size_t w = u8width(t->n[i].sp->name ? t->n[i].sp->name : "") + 3 * (depth[i] > 12 ? 12 : depth[i]) +
+		           (t->n[i].missing_parent ? 2 : 0);
 		if (w > name_w)
 			name_w = w;
 		w = u8width(t->n[i].service);
@@ -553,7 +554,7 @@ static int print_text(const co_cli *cli, const tl_pb_trace_result *res, const tr
 			char ph[17];
 			tl_hex_encode(n->sp->parent_span_id.data,
 			              n->sp->parent_span_id.len > 8 ? 8 : n->sp->parent_span_id.len, ph);
-			tl_buf_printf(&line, "  (parent %s never arrived)", ph);
+			tl_buf_printf(&line, "  (missing parent %s: never arrived)", ph);
 		}
 		tl_buf_puts(&line, "\n");
 		fwrite(line.data, 1, line.len, out);

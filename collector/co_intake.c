@@ -25,7 +25,9 @@
 
 #define DEFAULT_CONTEXTS 8
 #define DEFAULT_RECV_MAX ((size_t)64 << 20)
-#define ARENA_BLOCK ((size_t)256 << 10)
+#define ARENA_BLOCK ((size_t)1 << 20)
+/* Blocks a context keeps between batches: decoding then reuses warm pages instead of faulting in fresh ones. */
+#define ARENA_RETAIN ((size_t)8 << 20)
 #define ACK_SEND_TIMEOUT_MS 10000
 
 enum ictx_state { S_IDLE, S_RECV, S_BUSY, S_SEND, S_PARKED };
@@ -310,6 +312,7 @@ int co_intake_start(const co_intake_opts *o, co_writer *w, co_intake **out, tl_e
 		ictx *c = &in->c[i];
 		c->in = in;
 		tl_arena_init(&c->arena, ARENA_BLOCK, dec_max);
+		tl_arena_set_retain(&c->arena, ARENA_RETAIN);
 		if ((rv = nng_aio_alloc(&c->aio, ictx_cb, c)) != 0 || (rv = nng_ctx_open(&c->ctx, in->sock)) != 0) {
 			co_intake_free(in);
 			return tl_errf(err, tl_err_from_nng(rv), "intake: context: %s", nng_strerror(rv));

@@ -167,6 +167,7 @@ int co_store_open(const co_store_opts *o, co_store **out, tl_errmsg *err)
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&s->map_mu, NULL);
 	tl_arena_init(&s->scratch, SCRATCH_BLOCK, 0);
+	tl_arena_set_retain(&s->scratch, 16 * SCRATCH_BLOCK);
 	s->map_size = align_up(o->map_size != 0 ? o->map_size : DEFAULT_MAP, MAP_ALIGN);
 	s->map_max = o->map_size_max != 0 ? o->map_size_max : DEFAULT_MAP_MAX;
 	if (s->map_max < s->map_size)

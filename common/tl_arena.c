@@ -27,47 +27,58 @@ static void pbc_free(void *ud, void *p)
 void tl_arena_init(tl_arena *a, size_t block_sz, size_t max)
 {
 	a->head = NULL;
+	a->spare = NULL;
+	a->spare_bytes = 0;
 	a->used = 0;
 	a->max = max;
 	a->block_sz = block_sz < 1024 ? 1024 : block_sz;
+	a->retain = a->block_sz;
 	a->pbc.alloc = pbc_alloc;
 	a->pbc.free = pbc_free;
 	a->pbc.allocator_data = a;
+}
+
+static void free_list(tl_arena_block *b)
+{
+	while (b != NULL) {
+		tl_arena_block *n = b->next;
+		free(b);
+		b = n;
+	}
 }
 
 void tl_arena_fini(tl_arena *a)
 {
 	if (a == NULL)
 		return;
-	tl_arena_block *b = a->head;
-	while (b != NULL) {
-		tl_arena_block *n = b->next;
-		free(b);
-		b = n;
-	}
-	a->head = NULL;
+	free_list(a->head);
+	free_list(a->spare);
+	a->head = a->spare = NULL;
+	a->spare_bytes = 0;
 	a->used = 0;
+}
+
+void tl_arena_set_retain(tl_arena *a, size_t bytes)
+{
+	a->retain = bytes < a->block_sz ? a->block_sz : bytes;
 }
 
 void tl_arena_reset(tl_arena *a)
 {
-	if (a->head == NULL)
-		return;
-	/* Keep the oldest block (the last in the list), which is block_sz when it was ordinary. */
-	tl_arena_block *b = a->head, *keep = NULL;
+	tl_arena_block *b = a->head;
 	while (b != NULL) {
 		tl_arena_block *n = b->next;
-		if (n == NULL && b->size == a->block_sz)
-			keep = b;
-		else
+		if (b->size == a->block_sz && a->spare_bytes + b->size <= a->retain) {
+			b->off = 0;
+			b->next = a->spare;
+			a->spare = b;
+			a->spare_bytes += b->size;
+		} else {
 			free(b);
+		}
 		b = n;
 	}
-	a->head = keep;
-	if (keep != NULL) {
-		keep->off = 0;
-		keep->next = NULL;
-	}
+	a->head = NULL;
 	a->used = 0;
 }
 
@@ -83,9 +94,14 @@ void *tl_arena_alloc(tl_arena *a, size_t n)
 	tl_arena_block *b = a->head;
 	if (b == NULL || b->size - b->off < n) {
 		size_t sz = n > a->block_sz ? n : a->block_sz;
-		tl_arena_block *nb = malloc(sizeof(*nb) + sz);
-		if (nb == NULL)
+		tl_arena_block *nb;
+		if (sz == a->block_sz && a->spare != NULL) {
+			nb = a->spare;
+			a->spare = nb->next;
+			a->spare_bytes -= nb->size;
+		} else if ((nb = malloc(sizeof(*nb) + sz)) == NULL) {
 			return NULL;
+		}
 		nb->size = sz;
 		nb->off = 0;
 		if (b != NULL && sz != a->block_sz) {

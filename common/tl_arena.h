@@ -15,6 +15,9 @@ typedef struct tl_arena_block tl_arena_block;
 
 typedef struct tl_arena {
 	tl_arena_block *head;
+	tl_arena_block *spare; /* ordinary blocks kept by reset for reuse */
+	size_t spare_bytes;
+	size_t retain;   /* most bytes of blocks reset keeps (default: one block) */
 	size_t used;     /* bytes handed out, for the cap */
 	size_t max;      /* cap on bytes handed out; 0 = no cap */
 	size_t block_sz; /* size of ordinary blocks */
@@ -27,8 +30,15 @@ void tl_arena_init(tl_arena *a, size_t block_sz, size_t max);
 /* Frees every block. Accepts NULL. */
 void tl_arena_fini(tl_arena *a);
 
-/* Frees everything handed out but keeps the first block for reuse. */
+/*
+ * Frees everything handed out. Ordinary blocks are kept for reuse up to the
+ * retain size (see tl_arena_set_retain), so an arena reused for requests of
+ * similar size stops calling malloc and touching fresh pages.
+ */
 void tl_arena_reset(tl_arena *a);
+
+/* Sets how many bytes of blocks reset keeps (rounded down to whole blocks; at least one block). */
+void tl_arena_set_retain(tl_arena *a, size_t bytes);
 
 /* 16-byte aligned memory valid until reset/fini, or NULL past the cap or on ENOMEM. */
 void *tl_arena_alloc(tl_arena *a, size_t n);

@@ -198,6 +198,7 @@ static int conn_write(conn *c, wreq *wr, size_t len, bool last)
 	return 0;
 }
 
+/* A header from the handler that holds CR or LF is left out: it could forge headers or a second response. */
 static bool header_ok(const char *s)
 {
 	return s != NULL && strpbrk(s, "\r\n") == NULL;

@@ -10,6 +10,7 @@
 
 #include "tl_error.h"
 #include "tl_gzip.h"
+#include "tl_id.h"
 
 #include <errno.h>
 #include <http_parser.h>
@@ -501,17 +502,6 @@ const uint8_t *tl_http_req_body(const tl_http_req *r, size_t *len)
 	return r->body.data != NULL ? r->body.data : (const uint8_t *)"";
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes one character of a form-encoded string at *s (before end); advances *s. A bad escape stays literal. */
 static char decode_one(const char **s, const char *end)
 {
@@ -521,10 +511,10 @@ static char decode_one(const char **s, const char *end)
 		return ' ';
 	}
 	if (*p == '%' && end - p >= 3) {
-		int h = hexval(p[1]), l = hexval(p[2]);
-		if (h >= 0 && l >= 0) {
+		uint8_t byte;
+		if (tl_hex_decode(p + 1, 2, &byte, 1) == 0) {
 			*s = p + 3;
-			return (char)(h << 4 | l);
+			return (char)byte;
 		}
 	}
 	*s = p + 1;

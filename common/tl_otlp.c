@@ -29,10 +29,10 @@ void tl_otlp_limits_default(tl_otlp_limits *l)
 	l->max_events = 128;
 	l->max_links = 128;
 	l->max_key_bytes = 256;
-	l->max_string_bytes = 64 * 1024;
+	l->max_string_bytes = (size_t)64 * 1024;
 	l->max_array_values = 1024;
 	l->max_depth = 8;
-	l->max_decoded_bytes = 64 * 1024 * 1024;
+	l->max_decoded_bytes = (size_t)64 * 1024 * 1024;
 }
 
 unsigned tl_otlp_message_depth(const tl_otlp_limits *lim)

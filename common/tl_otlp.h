@@ -41,7 +41,9 @@ void tl_otlp_limits_default(tl_otlp_limits *l);
  * message descriptors and an explicit depth bound, so deep nesting is an
  * error, never deep recursion.
  * Returns 0; TL_EPARSE with err naming the byte offset and field for a
- * malformed or truncated body; TL_ELIMIT when nesting or memory exceed lim.
+ * malformed or truncated body (a NUL byte inside a string field counts as
+ * malformed: C strings could not carry it); TL_ELIMIT when nesting, memory
+ * or the span count exceed lim. On error *out is NULL.
  */
 int tl_otlp_decode_proto(const uint8_t *buf, size_t len, const tl_otlp_limits *lim, ProtobufCAllocator *alloc,
                          tl_pb_export_req **out, tl_errmsg *err);

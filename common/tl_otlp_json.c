@@ -40,11 +40,9 @@ static void path_push(jctx *c, const char *fmt, ...) __attribute__((format(print
 
 static void path_push(jctx *c, const char *fmt, ...)
 {
-	if (c->plen >= sizeof c->path - 1)
-		return;
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(c->path + c->plen, sizeof c->path - c->plen, fmt, ap);
+	int n = c->plen < sizeof c->path - 1 ? vsnprintf(c->path + c->plen, sizeof c->path - c->plen, fmt, ap) : 0;
 	va_end(ap);
 	if (n > 0)
 		c->plen += (size_t)n < sizeof c->path - c->plen ? (size_t)n : sizeof c->path - 1 - c->plen;
@@ -287,8 +285,8 @@ static size_t elem_size(ProtobufCType t)
 static int conv_value(jctx *c, const ProtobufCFieldDescriptor *f, json_t *v, void *dst, unsigned depth)
 {
 	int rc;
-	int64_t i;
-	uint64_t u;
+	int64_t i = 0;
+	uint64_t u = 0;
 
 	switch (f->type) {
 	case PROTOBUF_C_TYPE_STRING: {
@@ -354,7 +352,7 @@ static int conv_value(jctx *c, const ProtobufCFieldDescriptor *f, json_t *v, voi
 	case PROTOBUF_C_TYPE_DOUBLE:
 		return get_double(c, v, dst);
 	case PROTOBUF_C_TYPE_FLOAT: {
-		double d;
+		double d = 0;
 		if ((rc = get_double(c, v, &d)) != 0)
 			return rc;
 		*(float *)dst = (float)d;

@@ -18,8 +18,8 @@ typedef struct frame {
 	size_t end;
 } frame;
 
-/* Reads a varint of at most 10 bytes from buf[*pos..end). 0 ok, -1 truncated, -2 too long or overflowing. */
-static int read_varint(const uint8_t *buf, size_t *pos, size_t end, uint64_t *out)
+/* read_varint's general case. */
+static int read_varint_slow(const uint8_t *buf, size_t *pos, size_t end, uint64_t *out)
 {
 	uint64_t v = 0;
 	size_t p = *pos;
@@ -37,6 +37,26 @@ static int read_varint(const uint8_t *buf, size_t *pos, size_t end, uint64_t *ou
 		}
 	}
 	return -2;
+}
+
+/* Reads a varint of at most 10 bytes from buf[*pos..end). 0 ok, -1 truncated, -2 too long or overflowing. */
+static inline int read_varint(const uint8_t *buf, size_t *pos, size_t end, uint64_t *out)
+{
+	size_t p = *pos;
+	if (p < end && buf[p] < 0x80) { /* most tags and lengths: one byte */
+		*out = buf[p];
+		*pos = p + 1;
+		return 0;
+	}
+	return read_varint_slow(buf, pos, end, out);
+}
+
+/* The field numbered num, or NULL. Generated descriptors list fields by number, so dense ones index directly. */
+static inline const ProtobufCFieldDescriptor *find_field(const ProtobufCMessageDescriptor *d, uint64_t num)
+{
+	if (num - 1 < d->n_fields && d->fields[num - 1].id == num)
+		return &d->fields[num - 1];
+	return protobuf_c_message_descriptor_get_field(d, (unsigned)num);
 }
 
 static const char *type_name(ProtobufCType t)
@@ -164,8 +184,7 @@ int tl_pbwalk_check(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, 
 			return tl_errf(err, TL_EPARSE, "invalid tag at byte %zu", at);
 		const uint64_t num = tag >> 3;
 		const unsigned wt = (unsigned)(tag & 7);
-		const ProtobufCFieldDescriptor *f =
-		        protobuf_c_message_descriptor_get_field(stack[top].desc, (unsigned)num);
+		const ProtobufCFieldDescriptor *f = find_field(stack[top].desc, num);
 
 		if (wt == WT_SGROUP || wt == WT_EGROUP || wt > WT_I32)
 			return tl_errf(err, TL_EPARSE, "unsupported wire type %s in %s at byte %zu", wire_name(wt),

@@ -8,11 +8,11 @@
 #ifndef TL_PB_H
 #define TL_PB_H
 
+#include "google/rpc/status.pb-c.h"
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "opentelemetry/proto/common/v1/common.pb-c.h"
 #include "opentelemetry/proto/resource/v1/resource.pb-c.h"
 #include "opentelemetry/proto/trace/v1/trace.pb-c.h"
-#include "google/rpc/status.pb-c.h"
 #include "threadline/v1/wire.pb-c.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue tl_pb_anyvalue;

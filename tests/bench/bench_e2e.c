@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -168,8 +169,38 @@ out:
 typedef struct mem {
 	long rss_max_kib; /* largest VmRSS seen while measuring */
 	long rss_last_kib;
-	long hwm_kib; /* VmHWM after the run */
+	long hwm_kib;      /* VmHWM after the run */
+	double cpu0, cpu1; /* utime + stime (s) at the start and the end of the measured window */
 } mem;
+
+/* CPU seconds (user + system, all threads) a process has used, or -1. */
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		return -1;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	/* Fields after the command name, which is in parentheses and may hold spaces. */
+	char *p = strrchr(buf, ')');
+	unsigned long ut = 0, st = 0;
+	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2) {
+		return -1;
+	}
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec / 1e6;
+}
 
 static long proc_status_kib(pid_t pid, const char *field)
 {
@@ -194,6 +225,8 @@ static long proc_status_kib(pid_t pid, const char *field)
 typedef struct watch {
 	tk_stack *st;
 	mem agent, collector;
+	bool started;
+	double self0; /* the load generator's own CPU at the start of the window */
 } watch;
 
 static void sample_one(pid_t pid, mem *m)
@@ -210,6 +243,12 @@ static void sample_one(pid_t pid, mem *m)
 static void tick(void *arg)
 {
 	watch *w = arg;
+	if (!w->started) {
+		w->started = true;
+		w->agent.cpu0 = proc_cpu_s(w->st->agent.pid);
+		w->collector.cpu0 = proc_cpu_s(w->st->collector.pid);
+		w->self0 = self_cpu_s();
+	}
 	sample_one(w->st->agent.pid, &w->agent);
 	sample_one(w->st->collector.pid, &w->collector);
 }
@@ -400,7 +439,7 @@ int main(int argc, char **argv)
 	memset(&st, 0, sizeof(st));
 	int status = 0;
 	size_t found = 0;
-	double e2e = 0;
+	double e2e = 0, self_cpu = 0;
 	bool ran = false;
 	if (!ceiling_only && !have_bins) {
 		printf("end to end: skipped (set TL_AGENT, TL_COLLECTOR and TL_CLI, or run through meson)\n");
@@ -423,6 +462,9 @@ int main(int argc, char **argv)
 		              .tick_arg = &w};
 		rc = bl_run(&lo, &set, &res);
 		ran = true;
+		w.agent.cpu1 = proc_cpu_s(st.agent.pid);
+		w.collector.cpu1 = proc_cpu_s(st.collector.pid);
+		self_cpu = self_cpu_s() - w.self0;
 		w.agent.hwm_kib = proc_status_kib(st.agent.pid, "VmHWM");
 		w.collector.hwm_kib = proc_status_kib(st.collector.pid, "VmHWM");
 		if (rc != 0) {
@@ -456,7 +498,7 @@ int main(int argc, char **argv)
 	printf("\n| measured (same spans, same run)                      |      spans/s |   MB/s |\n");
 	printf("|------------------------------------------------------|-------------:|-------:|\n");
 	printf("| ceiling: LMDB MDB_APPEND, 1 span/put, 1,000 puts/txn | %12.0f | %6.1f |\n", lm.spans_s, lm.mb_s);
-	printf("| (LMDB the same with MDB_NOSYNC: no fsync per commit)  | %12.0f | %6.1f |\n", lmns.spans_s, lmns.mb_s);
+	printf("| (same, MDB_NOSYNC: no fsync per commit)               | %12.0f | %6.1f |\n", lmns.spans_s, lmns.mb_s);
 	printf("| ceiling: tl_otlp_decode_proto alone (1 thread)       | %12.0f | %6.1f |\n", dec.spans_s, dec.mb_s);
 	printf("| tl_otlp_decode_proto + tl_otlp_validate (1 thread)   | %12.0f | %6.1f |\n", decv.spans_s, decv.mb_s);
 	if (ran) {
@@ -480,6 +522,12 @@ int main(int argc, char **argv)
 		       w.agent.rss_last_kib / 1024.0, w.agent.hwm_kib / 1024.0);
 		printf("| collector | %12.1f / %6.1f MiB | %11.1f MiB |\n", w.collector.rss_max_kib / 1024.0,
 		       w.collector.rss_last_kib / 1024.0, w.collector.hwm_kib / 1024.0);
+		double ca = (w.agent.cpu1 - w.agent.cpu0) / res.seconds,
+		       cc = (w.collector.cpu1 - w.collector.cpu0) / res.seconds, cl = self_cpu / res.seconds,
+		       per = e2e > 0 ? 100000.0 / e2e : 0;
+		printf("\nCPU while measuring (cores busy): agent %.2f, collector %.2f, load generator %.2f; "
+		       "per 100,000 spans/s: agent %.2f + collector %.2f = %.2f cores (the machine has %ld)\n",
+		       ca, cc, cl, ca * per, cc * per, (ca + cc) * per, sysconf(_SC_NPROCESSORS_ONLN));
 		bool t1 = e2e >= TARGET_SPANS, t2 = w.agent.hwm_kib > 0 && w.agent.hwm_kib <= TARGET_AGENT_KIB;
 		printf("\ntargets: end to end >= 100,000 spans/s: %s (%.0f); agent RSS <= 16 MiB: %s (%.1f MiB peak)\n",
 		       t1 ? "MET" : "MISSED", e2e, t2 ? "MET" : "MISSED", w.agent.hwm_kib / 1024.0);

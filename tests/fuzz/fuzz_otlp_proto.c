@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tl_otlp_limits_default(&lim);
 	lim.max_decoded_bytes = 16u << 20;
 	if (!ready) {
-		tl_arena_init(&arena, 64 * 1024, lim.max_decoded_bytes);
+		tl_arena_init(&arena, (size_t)64 * 1024, lim.max_decoded_bytes);
 		ready = 1;
 	}
 	int rc = tl_otlp_decode_proto(data, size, &lim, tl_arena_allocator(&arena), &req, &err);

@@ -430,6 +430,11 @@ try {
   for (const p of [agent, collector]) {
     const ex = await stop(p, 10000);
     if (ex.killed || ex.code !== 0) problems.push(`${p.name} did not exit cleanly on SIGTERM: ${JSON.stringify(ex)}`);
+    // Under -Db_sanitize the daemons report to their logs; any report is a failure.
+    const log = fs.readFileSync(p.errPath, 'utf8');
+    for (const r of ['runtime error:', 'ERROR: AddressSanitizer', 'ERROR: LeakSanitizer']) {
+      if (log.includes(r)) problems.push(`${p.name} logged a sanitizer report ("${r}")`);
+    }
   }
   if (problems.length > 0) {
     failed = true;

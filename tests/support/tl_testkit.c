@@ -762,6 +762,10 @@ static int start_once(tk_stack *s, char *const extra[], char *why, size_t cap)
 int tk_stack_start(tk_stack *s, const char *tag, char *const extra_agent_args[], char *why, size_t cap)
 {
 	memset(s, 0, sizeof(*s));
+	if (tk_bin(TK_ENV_COLLECTOR) == NULL || tk_bin(TK_ENV_AGENT) == NULL) {
+		snprintf(why, cap, "%s or %s not set (run through meson test)", TK_ENV_COLLECTOR, TK_ENV_AGENT);
+		return TL_EUSAGE;
+	}
 	int rc = tk_tmpdir(tag, s->dir, sizeof(s->dir));
 	if (rc != 0) {
 		snprintf(why, cap, "mkdtemp: %s", tl_strerror(rc));

@@ -573,7 +573,7 @@ Test(http, header_too_big_is_431)
 	static char big[20000 + 64];
 	int h = sprintf(big, "GET / HTTP/1.1\r\nX-Big: ");
 	memset(big + h, 'a', n);
-	strcpy(big + h + n, "\r\n\r\n");
+	memcpy(big + h + n, "\r\n\r\n", 5);
 	cli_send(c, big, strlen(big));
 	resp r;
 	cr_assert_eq(cli_read(c, &r), 0);
@@ -898,7 +898,7 @@ Test(http_parse, header_limit_holds_whatever_the_chunking)
 	char in[600];
 	int h = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nX: ");
 	memset(in + h, 'v', 300);
-	strcpy(in + h + 300, "\r\n\r\n");
+	memcpy(in + h + 300, "\r\n\r\n", 5);
 	for (size_t step = 1; step <= strlen(in); step += 97) {
 		tl_http_parse *p = parser(256, 1024);
 		size_t off = 0, used;
