@@ -211,7 +211,9 @@ static void handle_traces(ag_receiver *r, tl_http_req *req)
 		char m[400];
 		snprintf(m, sizeof(m), "malformed OTLP %s body: %s", json ? "JSON" : "protobuf",
 		         err.msg[0] ? err.msg : tl_strerror(rc));
-		respond_status(req, json, rc == TL_ELIMIT ? 413 : 400, RPC_INVALID_ARGUMENT, m, 0);
+		/* 400 even for limits (nesting, span count, decoded size): the body's size was fine, its
+		 * content is not, and the message names which limit. */
+		respond_status(req, json, 400, RPC_INVALID_ARGUMENT, m, 0);
 		return;
 	}
 	tl_otlp_verdict v;

@@ -4,10 +4,10 @@
 # Idempotent: packages already present are left alone; runs apt-get only when something is missing.
 set -eu
 
-PKGS="build-essential pkg-config meson ninja-build cmake clang
+PKGS="build-essential pkg-config meson ninja-build cmake clang clang-format
 libuv1-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler liblmdb-dev lmdb-utils
 libcriterion-dev libhttp-parser-dev libjansson-dev zlib1g-dev libcurl4-openssl-dev
-libsodium-dev libyaml-dev graphviz ca-certificates curl"
+libsodium-dev libyaml-dev ca-certificates curl"
 
 # Node.js runs the interop tests (real OpenTelemetry JS SDK clients); any node >= 18 will do.
 if ! command -v node >/dev/null 2>&1; then
