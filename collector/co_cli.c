@@ -31,50 +31,6 @@ static const char usage[] = "usage: threadline [--collector URL] [--timeout DUR]
                             "\n"
                             "Exit codes: 0 ok, 1 error (e.g. not found), 2 bad usage, 3 collector unreachable.\n";
 
-int co_cli_query(const co_cli *cli, const tl_pb_query_req *req, tl_pb_query_resp **resp)
-{
-	nng_socket sock;
-	int rv;
-	if ((rv = nng_req0_open(&sock)) != 0) {
-		fprintf(stderr, "threadline: cannot open socket: %s\n", nng_strerror(rv));
-		return TL_ETRANSPORT;
-	}
-	nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 512u << 20);
-	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, (nng_duration)cli->timeout_ms);
-	nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, (nng_duration)cli->timeout_ms);
-	if ((rv = nng_dial(sock, cli->collector, NULL, 0)) != 0) {
-		fprintf(stderr, "threadline: cannot reach the collector at %s: %s\n", cli->collector, nng_strerror(rv));
-		nng_close(sock);
-		return TL_ETRANSPORT;
-	}
-	size_t len = threadline__v1__query_request__get_packed_size(req);
-	nng_msg *m;
-	if ((rv = nng_msg_alloc(&m, len)) != 0) {
-		nng_close(sock);
-		return -ENOMEM;
-	}
-	threadline__v1__query_request__pack(req, nng_msg_body(m));
-	if ((rv = nng_sendmsg(sock, m, 0)) != 0) {
-		nng_msg_free(m);
-		fprintf(stderr, "threadline: sending to %s: %s\n", cli->collector, nng_strerror(rv));
-		nng_close(sock);
-		return TL_ETRANSPORT;
-	}
-	if ((rv = nng_recvmsg(sock, &m, 0)) != 0) {
-		fprintf(stderr, "threadline: no answer from %s: %s\n", cli->collector, nng_strerror(rv));
-		nng_close(sock);
-		return rv == NNG_ETIMEDOUT ? TL_ETIMEOUT : TL_ETRANSPORT;
-	}
-	*resp = threadline__v1__query_response__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
-	nng_msg_free(m);
-	nng_close(sock);
-	if (*resp == NULL) {
-		fprintf(stderr, "threadline: the collector's answer could not be decoded\n");
-		return TL_EPROTO;
-	}
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	co_cli cli = {

@@ -41,6 +41,13 @@ int co_cli_trace(co_cli *cli, int argc, char **argv);
  */
 int co_cli_trace_print(const co_cli *cli, const tl_pb_trace_result *res, FILE *out);
 
+/*
+ * Finds the root cause of a failed trace: the error span with no failing
+ * descendant that started first. Writes "SERVICE NAME: MESSAGE" to buf.
+ * Returns 0, TL_ENOTFOUND when no span failed, or -ENOMEM.
+ */
+int co_cli_trace_root_cause(const tl_pb_trace_result *res, char *buf, size_t len);
+
 /* `threadline demo`. Returns an exit code. */
 int co_cli_demo(co_cli *cli, int argc, char **argv, const char *argv0);
 

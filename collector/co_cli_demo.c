@@ -508,10 +508,10 @@ int co_cli_demo(co_cli *cli, int argc, char **argv, const char *argv0)
 		goto out;
 	}
 	co_cli_trace_print(&qc, qr->trace, stdout);
+	char cause[512];
+	if (co_cli_trace_root_cause(qr->trace, cause, sizeof(cause)) == 0)
+		printf("\nRoot cause (the failing span with no failing child that started first):\n  %s\n\n", cause);
 	threadline__v1__query_response__free_unpacked(qr, NULL);
-	printf("\nThe failing span with no failing child that started first is the root cause:\n"
-	       "feature-store's features.normalize (NaN rows after a join), upstream\n"
-	       "of the error the caller saw at serving-api.\n\n");
 	code = CLI_OK;
 out:
 	printf("5. Stopping the agent and the collector\n");

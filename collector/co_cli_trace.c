@@ -203,24 +203,45 @@ static int tree_build(const tl_pb_trace_result *res, tree *t)
 		if (n->sp->parent_span_id.len == 0)
 			continue;
 		size_t p = find_span(t, &n->sp->parent_span_id);
-		if (p == NONE || p == i) {
+		if (p == NONE || p == i)
 			n->missing_parent = true;
-			continue;
+		else
+			n->parent = p;
+	}
+	/* A parent cycle (corrupt or hostile data) would hide spans and loop every walk below. Each
+	 * chain of parents is walked once (state: 0 new, 1 on the current walk, 2 done); where a walk
+	 * meets itself, the cycle is cut there and that span becomes a root, shown like an orphan.
+	 * Done before the child lists exist, so they hold no cycle. */
+	unsigned char *state = calloc(t->count ? t->count : 1, 1);
+	if (state == NULL) {
+		tree_free(t);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < t->count; i++) {
+		size_t cur = i;
+		while (cur != NONE && state[cur] == 0) {
+			state[cur] = 1;
+			size_t p = t->n[cur].parent;
+			if (p != NONE && state[p] == 1) {
+				t->n[cur].parent = NONE;
+				t->n[cur].missing_parent = true;
+				p = NONE;
+			}
+			cur = p;
 		}
-		n->parent = p;
+		for (cur = i; cur != NONE && state[cur] == 1; cur = t->n[cur].parent)
+			state[cur] = 2;
+	}
+	free(state);
+	for (size_t i = 0; i < t->count; i++) {
+		size_t p = t->n[i].parent;
+		if (p == NONE)
+			continue;
 		if (t->n[p].last_child == NONE)
 			t->n[p].first_child = i;
 		else
 			t->n[t->n[p].last_child].next_sibling = i;
 		t->n[p].last_child = i;
-	}
-	/* A parent cycle (corrupt or hostile data) would hide spans: break it by making the span a root. */
-	for (size_t i = 0; i < t->count; i++) {
-		size_t steps = 0, p = t->n[i].parent;
-		while (p != NONE && steps++ <= t->count)
-			p = t->n[p].parent;
-		if (p != NONE)
-			t->n[i].parent = NONE;
 	}
 	size_t main_root = NONE;
 	for (size_t i = 0; i < t->count && main_root == NONE; i++)
@@ -575,6 +596,37 @@ int co_cli_trace_print(const co_cli *cli, const tl_pb_trace_result *res, FILE *o
 	if (rc != 0)
 		return rc;
 	rc = cli->json ? print_json(res, &t, out) : print_text(cli, res, &t, out);
+	tree_free(&t);
+	return rc;
+}
+
+int co_cli_trace_root_cause(const tl_pb_trace_result *res, char *buf, size_t len)
+{
+	tree t;
+	int rc = tree_build(res, &t);
+	if (rc != 0)
+		return rc;
+	bool *failing_below = calloc(t.count ? t.count : 1, sizeof(bool));
+	if (failing_below == NULL) {
+		tree_free(&t);
+		return -ENOMEM;
+	}
+	/* Every failing span marks its ancestors; tree_build broke any parent cycle. */
+	for (size_t i = 0; i < t.count; i++)
+		if (is_error(t.n[i].sp))
+			for (size_t p = t.n[i].parent; p != NONE && !failing_below[p]; p = t.n[p].parent)
+				failing_below[p] = true;
+	rc = TL_ENOTFOUND;
+	/* Nodes are in start order, so the first candidate started first. */
+	for (size_t i = 0; i < t.count && rc != 0; i++) {
+		const tl_pb_span *sp = t.n[i].sp;
+		if (!is_error(sp) || failing_below[i])
+			continue;
+		snprintf(buf, len, "%s %s: %s", t.n[i].service, sp->name ? sp->name : "",
+		         sp->status->message && sp->status->message[0] ? sp->status->message : "error");
+		rc = 0;
+	}
+	free(failing_below);
 	tree_free(&t);
 	return rc;
 }
