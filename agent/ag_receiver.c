@@ -106,23 +106,16 @@ static void respond_status(tl_http_req *req, bool json, int http_status, int rpc
 static void respond_ok(tl_http_req *req, bool json, uint64_t rejected, const char *msg)
 {
 	if (json) {
-		char body[512];
-		int n;
-		if (rejected == 0) {
-			n = snprintf(body, sizeof(body), "{}");
-		} else {
-			json_t *o =
-			        json_pack("{s:{s:s,s:s}}", "partialSuccess", "rejectedSpans", "", "errorMessage", msg);
-			char num[24];
-			snprintf(num, sizeof(num), "%llu", (unsigned long long)rejected);
-			json_object_set_new(json_object_get(o, "partialSuccess"), "rejectedSpans", json_string(num));
-			char *s = json_dumps(o, JSON_COMPACT);
-			json_decref(o);
-			tl_http_respond(req, 200, "application/json", s, strlen(s), NULL, 0);
-			free(s);
-			return;
-		}
-		tl_http_respond(req, 200, "application/json", body, (size_t)n, NULL, 0);
+		/* protobuf's JSON mapping writes int64 as a string. */
+		char num[24];
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)rejected);
+		json_t *o = rejected == 0 ? json_object()
+		                          : json_pack("{s:{s:s,s:s}}", "partialSuccess", "rejectedSpans", num,
+		                                      "errorMessage", msg);
+		char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+		tl_http_respond(req, 200, "application/json", s != NULL ? s : "{}", s != NULL ? strlen(s) : 2, NULL, 0);
+		free(s);
+		json_decref(o);
 		return;
 	}
 	tl_pb_export_resp resp;

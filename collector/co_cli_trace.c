@@ -465,14 +465,12 @@ static int print_text(const co_cli *cli, const tl_pb_trace_result *res, const tr
 		for (size_t c = t->n[i].first_child; c != NONE; c = t->n[c].next_sibling)
 			nk++;
 		/* Push children in reverse so the earliest is printed first. */
-		size_t base = sp;
 		sp += nk;
 		size_t k = sp;
 		for (size_t c = t->n[i].first_child; c != NONE; c = t->n[c].next_sibling) {
 			stack[--k] = c;
 			depth[c] = depth[i] + 1;
 		}
-		(void)base;
 	}
 	for (size_t i = 0; i < t->count; i++) {
 		size_t w = u8width(t->n[i].sp->name ? t->n[i].sp->name : "") + 3 * (depth[i] > 12 ? 12 : depth[i]) +
