@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * threadline-agent: the sidecar. One libuv loop owns the HTTP receivers,
- * the pipeline and the sender's callbacks. SIGTERM or SIGINT drains: the
- * agent keeps answering until what it accepted is acknowledged (or the
- * drain deadline passes), then closes everything and exits 0.
+ * the pipeline and the sender's callbacks; spool commits run on the libuv
+ * thread pool. SIGTERM or SIGINT drains: new requests get 503, what was
+ * received is committed to the spool, and the sender keeps delivering until
+ * the spool is empty or the drain deadline passes; then everything closes
+ * and the agent exits 0. What was not delivered stays in the spool and is
+ * sent by the next start.
  */
 #include "ag_pipeline.h"
 #include "ag_receiver.h"
 #include "ag_sender.h"
+#include "ag_spool.h"
 #include "tl_error.h"
 #include "tl_id.h"
 #include "tl_log.h"
@@ -24,22 +28,28 @@
 static const char usage[] =
         "usage: threadline-agent [options]\n"
         "\n"
-        "Sidecar agent: accepts OpenTelemetry spans over OTLP/HTTP and ships them to a\n"
-        "threadline collector, answering each request once the collector has stored it.\n"
+        "Sidecar agent: accepts OpenTelemetry spans over OTLP/HTTP, answers 200 once they\n"
+        "are committed to its local spool, and ships them to a threadline collector,\n"
+        "removing them from the spool only when the collector has stored them.\n"
         "\n"
         "  --collector URL          collector intake (default tcp://127.0.0.1:7411)\n"
         "  --http HOST:PORT         OTLP/HTTP listen address (default 127.0.0.1:4318)\n"
-        "  --spool DIR              spool directory (created if missing)\n"
+        "  --spool DIR              spool directory, created if missing (default threadline-spool)\n"
+        "  --spool-max-bytes N      bound on spooled bytes; past it, 429 (default 1GiB)\n"
+        "  --fsync always|DUR       always: fsync every group commit (default); a duration such\n"
+        "                           as 100ms: fsync that often (a power loss can lose that much)\n"
         "  --window N               batches in flight to the collector (default 4)\n"
-        "  --max-pending-bytes N    accepted-but-unacknowledged bytes before 429 (default 8388608)\n"
-        "  --max-body-bytes N       largest request body after gzip (default 8388608)\n"
-        "  --request-timeout DUR    answer 503 if the collector has not acknowledged by then (default 10s)\n"
-        "  --drain-timeout DUR      on SIGTERM, wait this long for acknowledgements (default 5s)\n"
+        "  --batch-max-bytes N      largest batch sent to the collector (default 1MiB)\n"
+        "  --max-pending-bytes N    received bytes waiting for a spool commit before 429 (default 8MiB)\n"
+        "  --max-body-bytes N       largest request body after gzip (default 8MiB)\n"
+        "  --request-timeout DUR    answer 503 if the spool has not committed by then (default 10s)\n"
+        "  --drain-timeout DUR      on SIGTERM, keep delivering the spool this long (default 5s)\n"
         "  --log-level LEVEL        debug, info, warn or error (default info)\n"
         "  --help, --version\n";
 
 typedef struct agent {
 	uv_loop_t loop;
+	ag_spool *spool;
 	ag_sender *sender;
 	ag_pipeline *pipeline;
 	ag_receiver *receiver;
@@ -50,17 +60,27 @@ typedef struct agent {
 	int stopping;
 } agent;
 
+/* A positive integer with an optional binary suffix: 65536, 64KiB, 8MiB, 1GiB (K, M, G also). */
 static int parse_size(const char *flag, const char *s, size_t *out)
 {
+	static const struct {
+		const char *sfx;
+		unsigned shift;
+	} units[] = {{"", 0}, {"K", 10}, {"KiB", 10}, {"M", 20}, {"MiB", 20}, {"G", 30}, {"GiB", 30}};
 	char *end;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v == 0) {
-		fprintf(stderr, "threadline-agent: %s: expected a positive integer, got '%s'\n", flag, s);
-		return TL_EUSAGE;
+	if (errno == 0 && end != s && s[0] != '-' && v > 0) {
+		for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+			if (strcmp(end, units[i].sfx) == 0 && v <= (SIZE_MAX >> units[i].shift)) {
+				*out = (size_t)v << units[i].shift;
+				return 0;
+			}
+		}
 	}
-	*out = (size_t)v;
-	return 0;
+	fprintf(stderr, "threadline-agent: %s: expected a positive size like 65536, 64KiB or 1GiB, got '%s'\n", flag,
+	        s);
+	return TL_EUSAGE;
 }
 
 static int parse_dur_ms(const char *flag, const char *s, uint64_t *out)
@@ -71,24 +91,6 @@ static int parse_dur_ms(const char *flag, const char *s, uint64_t *out)
 		return TL_EUSAGE;
 	}
 	*out = ns / TL_NS_PER_MS;
-	return 0;
-}
-
-static int mkdir_p(const char *path)
-{
-	char buf[PATH_MAX];
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (char *p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0750) != 0 && errno != EEXIST)
-		return -errno;
 	return 0;
 }
 
@@ -113,9 +115,14 @@ static void shutdown_now(agent *a)
 static void drain_tick(uv_timer_t *t)
 {
 	agent *a = t->data;
-	if (ag_receiver_outstanding(a->receiver) == 0 || tl_mono_ns() >= a->drain_deadline) {
+	bool drained = ag_receiver_outstanding(a->receiver) == 0 && ag_pipeline_drained(a->pipeline);
+	if (drained || tl_mono_ns() >= a->drain_deadline) {
 		unsigned left = ag_receiver_outstanding(a->receiver);
-		tl_log(left ? TL_LOG_WARN : TL_LOG_INFO, "agent.stop", "unacknowledged_requests=%u", left);
+		ag_pipeline_stats ps;
+		ag_pipeline_stats_get(a->pipeline, &ps);
+		tl_log(drained ? TL_LOG_INFO : TL_LOG_WARN, "agent.stop",
+		       "unanswered_requests=%u spooled_batches=%zu spooled_spans=%llu", left, ps.spool.batches,
+		       (unsigned long long)ps.spool.spans);
 		shutdown_now(a);
 	}
 }
@@ -128,6 +135,7 @@ static void on_signal(uv_signal_t *s, int signum)
 	}
 	tl_log(TL_LOG_INFO, "agent.draining", "signal=%d pending_requests=%u", signum,
 	       ag_receiver_outstanding(a->receiver));
+	ag_pipeline_stop_accepting(a->pipeline);
 	a->drain_deadline = tl_mono_ns() + a->drain_timeout_ms * TL_NS_PER_MS;
 	uv_timer_start(&a->drain, drain_tick, 0, 50);
 }
@@ -138,7 +146,10 @@ int main(int argc, char **argv)
 		O_COLLECTOR = 256,
 		O_HTTP,
 		O_SPOOL,
+		O_SPOOLMAX,
+		O_FSYNCMODE,
 		O_WINDOW,
+		O_BATCHMAX,
 		O_MAXPEND,
 		O_MAXBODY,
 		O_REQTIMEOUT,
@@ -151,7 +162,10 @@ int main(int argc, char **argv)
 	        {"collector", required_argument, NULL, O_COLLECTOR},
 	        {"http", required_argument, NULL, O_HTTP},
 	        {"spool", required_argument, NULL, O_SPOOL},
+	        {"spool-max-bytes", required_argument, NULL, O_SPOOLMAX},
+	        {"fsync", required_argument, NULL, O_FSYNCMODE},
 	        {"window", required_argument, NULL, O_WINDOW},
+	        {"batch-max-bytes", required_argument, NULL, O_BATCHMAX},
 	        {"max-pending-bytes", required_argument, NULL, O_MAXPEND},
 	        {"max-body-bytes", required_argument, NULL, O_MAXBODY},
 	        {"request-timeout", required_argument, NULL, O_REQTIMEOUT},
@@ -164,10 +178,12 @@ int main(int argc, char **argv)
 	ag_sender_opts so;
 	ag_pipeline_opts po;
 	ag_receiver_opts ro;
+	ag_spool_opts sp;
+	ag_spool_opts_default(&sp);
+	sp.dir = "threadline-spool";
 	ag_sender_opts_default(&so);
 	ag_pipeline_opts_default(&po);
 	ag_receiver_opts_default(&ro);
-	const char *spool = NULL;
 	uint64_t drain_ms = 5000;
 	size_t n;
 	int c, level;
@@ -181,7 +197,28 @@ int main(int argc, char **argv)
 			ro.listen = optarg;
 			break;
 		case O_SPOOL:
-			spool = optarg;
+			sp.dir = optarg;
+			break;
+		case O_SPOOLMAX:
+			if (parse_size("--spool-max-bytes", optarg, &sp.max_bytes) != 0)
+				return 2;
+			break;
+		case O_FSYNCMODE:
+			if (strcmp(optarg, "always") == 0) {
+				sp.sync_each_commit = true;
+				po.sync_interval_ms = 0;
+			} else {
+				if (parse_dur_ms("--fsync", optarg, &po.sync_interval_ms) != 0) {
+					fprintf(stderr,
+					        "threadline-agent: --fsync: use 'always' or a duration like 100ms\n");
+					return 2;
+				}
+				sp.sync_each_commit = false;
+			}
+			break;
+		case O_BATCHMAX:
+			if (parse_size("--batch-max-bytes", optarg, &po.batch_max_bytes) != 0)
+				return 2;
 			break;
 		case O_WINDOW:
 			if (parse_size("--window", optarg, &n) != 0)
@@ -238,31 +275,31 @@ int main(int argc, char **argv)
 		        so.collector_url);
 		return 2;
 	}
-	if (spool != NULL) {
-		int rc = mkdir_p(spool);
-		if (rc != 0) {
-			fprintf(stderr, "threadline-agent: --spool %s: %s\n", spool, tl_strerror(rc));
-			return 1;
-		}
-	}
-	/* A fresh identity per process: without a durable spool, sequence numbers restart at 1, and
-	 * reusing an id would make the collector take new batches for duplicates. */
-	if (tl_random_bytes(po.agent_id, sizeof(po.agent_id)) != 0) {
-		fprintf(stderr, "threadline-agent: cannot read random bytes for the agent id\n");
-		return 1;
-	}
+	po.spool_max_bytes = sp.max_bytes;
+	/* A batch must fit in the collector's receive limit and in the spool. */
+	if (po.batch_max_bytes > sp.max_bytes)
+		po.batch_max_bytes = sp.max_bytes;
 
 	agent a;
 	memset(&a, 0, sizeof(a));
 	a.drain_timeout_ms = drain_ms;
-	uv_loop_init(&a.loop);
-	int rc = ag_sender_new(&a.loop, &so, &a.sender);
+	tl_errmsg err = {{0}};
+	int rc = ag_spool_open(&sp, &a.spool, &err);
 	if (rc != 0) {
-		fprintf(stderr, "threadline-agent: --collector %s: %s\n", so.collector_url, tl_strerror(rc));
+		fprintf(stderr, "threadline-agent: --spool %s: %s\n", sp.dir, err.msg[0] ? err.msg : tl_strerror(rc));
 		return 1;
 	}
-	if ((rc = ag_pipeline_new(&a.loop, a.sender, &po, &a.pipeline)) != 0) {
+	uv_loop_init(&a.loop);
+	if ((rc = ag_sender_new(&a.loop, &so, &a.sender)) != 0) {
+		fprintf(stderr, "threadline-agent: --collector %s: %s\n", so.collector_url, tl_strerror(rc));
+		ag_spool_close(a.spool);
+		return 1;
+	}
+	if ((rc = ag_pipeline_new(&a.loop, a.spool, a.sender, &po, &a.pipeline)) != 0) {
 		fprintf(stderr, "threadline-agent: %s\n", tl_strerror(rc));
+		ag_sender_close(a.sender);
+		uv_run(&a.loop, UV_RUN_DEFAULT);
+		ag_spool_close(a.spool);
 		return 1;
 	}
 	if ((rc = ag_receiver_new(&a.loop, &ro, a.pipeline, a.sender, &a.receiver)) != 0) {
@@ -271,6 +308,7 @@ int main(int argc, char **argv)
 		ag_pipeline_close(a.pipeline);
 		uv_run(&a.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&a.loop);
+		ag_spool_close(a.spool);
 		return 1;
 	}
 	uv_signal_init(&a.loop, &a.sigterm);
@@ -281,11 +319,17 @@ int main(int argc, char **argv)
 	uv_timer_init(&a.loop, &a.drain);
 	a.drain.data = &a;
 	char idhex[33];
-	tl_hex_encode(po.agent_id, sizeof(po.agent_id), idhex);
-	tl_log(TL_LOG_INFO, "agent.ready", "http=%s port=%d collector=%s agent_id=%s", ro.listen,
-	       ag_receiver_port(a.receiver), so.collector_url, idhex);
+	tl_hex_encode(ag_spool_agent_id(a.spool), 16, idhex);
+	ag_spool_info in;
+	ag_spool_info_get(a.spool, &in);
+	tl_log(TL_LOG_INFO, "agent.ready",
+	       "http=%s port=%d collector=%s agent_id=%s spool=%s spooled_batches=%zu spooled_spans=%llu "
+	       "dead_batches=%zu fsync=%s",
+	       ro.listen, ag_receiver_port(a.receiver), so.collector_url, idhex, sp.dir, in.batches,
+	       (unsigned long long)in.spans, in.dead_batches, sp.sync_each_commit ? "always" : "periodic");
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(&a.loop);
+	ag_spool_close(a.spool);
 	tl_log(TL_LOG_INFO, "agent.exit", "loop_closed=%s", rc == 0 ? "true" : "false");
 	return 0;
 }

@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Adaptive batching between receivers and the sender; see ag_pipeline.h.
- * Records wait in a FIFO until a window slot is free, then as many as fit
- * batch_max_bytes are encoded as one Batch (agent id, next sequence number)
- * and handed to the sender. The batch remembers its records, and its ack
- * answers each of them.
+ * Group commit into the spool and sending out of it; see ag_pipeline.h.
+ *
+ * One spool transaction runs at a time, on the libuv thread pool. It takes
+ * every record waiting when it starts (encoded into batches of at most
+ * batch_max_bytes, with the next sequence numbers), every acknowledged batch
+ * to remove and every refused batch to move aside, and, in periodic mode, a
+ * due fsync. When it ends the loop answers its records, hands its batches
+ * straight to the sender if the sender is caught up (otherwise they are
+ * read back from the spool later), and starts the next one if there is work.
  */
 #include "ag_pipeline.h"
 
@@ -13,7 +17,6 @@
 #include "tl_time.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,24 +31,56 @@ typedef struct entry {
 	void *ud;
 } entry;
 
-typedef struct batch {
-	ag_pipeline *p;
+/* One batch of a commit: entries [first, first + n) of the commit's list. */
+typedef struct wbatch {
 	uint64_t seq;
+	entry *first;
+	size_t n;
+	uint32_t nspans;
+	uint8_t *data; /* encoded on the thread pool; freed or given to the sender */
+	size_t len;
+} wbatch;
+
+typedef struct commit {
+	uv_work_t req;
+	ag_pipeline *p;
 	entry *entries;
-	struct batch *next;
-} batch;
+	size_t bytes;
+	wbatch *b;
+	size_t nb;
+	ag_spool_done *done;
+	size_t ndone;
+	bool sync;
+	bool orphaned; /* the pipeline closed while it ran */
+	int rc;
+	int sync_rc;
+	tl_errmsg err;
+} commit;
+
+/* A batch in the sender's window. */
+typedef struct flight {
+	ag_pipeline *p;
+	uint32_t nspans;
+} flight;
 
 struct ag_pipeline {
 	uv_loop_t *loop;
+	ag_spool *spool;
 	ag_sender *sender;
 	ag_pipeline_opts o;
-	entry *wait_head, *wait_tail; /* FIFO of records not yet in a batch */
-	batch *in_flight;             /* batches given to the sender */
-	uint64_t next_seq;
-	size_t pending_bytes;
-	size_t pending_records;
-	uv_timer_t deadline_timer;
-	bool closing;
+	uint8_t agent_id[16];
+	entry *wait_head, *wait_tail; /* FIFO of records waiting for a commit */
+	size_t wait_bytes, wait_records;
+	commit *running;
+	uint64_t next_seq;   /* for the next spooled batch */
+	uint64_t sent_upto;  /* every spooled batch with seq <= this was given to the sender */
+	ag_spool_done *done; /* acknowledged / refused batches to remove in the next commit */
+	size_t ndone, done_cap;
+	bool sync_due, dirty, backoff;
+	unsigned in_flight;
+	uv_timer_t tick, sync_timer;
+	int timers_open;
+	bool accepting, closing;
 	ag_pipeline_stats st;
 };
 
@@ -54,6 +89,7 @@ void ag_pipeline_opts_default(ag_pipeline_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->batch_max_bytes = 1 << 20;
 	o->max_pending_bytes = 8 << 20;
+	o->spool_max_bytes = (size_t)1 << 30;
 	o->request_deadline_ms = 10000;
 }
 
@@ -65,56 +101,101 @@ static void answer(entry *e, int status, const char *msg)
 		cb(e->ud, status, msg);
 }
 
-static void release(ag_pipeline *p, entry *e)
+static void free_entries(entry *e)
 {
-	p->pending_bytes -= e->len;
-	p->pending_records--;
-	free(e->data);
-	free(e);
+	while (e != NULL) {
+		entry *n = e->next;
+		free(e->data);
+		free(e);
+		e = n;
+	}
 }
 
+static void free_done(ag_spool_done *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free((char *)d[i].reason);
+	free(d);
+}
+
+static void kick(ag_pipeline *p);
 static void pump(ag_pipeline *p);
 
 static void batch_done(void *ud, uint64_t seq, ag_ack ack, const char *msg)
 {
-	batch *b = ud;
-	ag_pipeline *p = b->p;
-	(void)seq;
-	for (batch **pp = &p->in_flight; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == b) {
-			*pp = b->next;
-			break;
-		}
+	flight *f = ud;
+	ag_pipeline *p = f->p;
+	uint32_t nspans = f->nspans;
+	free(f);
+	p->in_flight--;
+	if (p->ndone == p->done_cap) {
+		size_t cap = p->done_cap ? p->done_cap * 2 : 64;
+		ag_spool_done *d = realloc(p->done, cap * sizeof(*d));
+		if (d == NULL)
+			return; /* stays in the spool; resent after a restart and dropped as a duplicate */
+		p->done = d;
+		p->done_cap = cap;
 	}
-	entry *e = b->entries;
-	while (e != NULL) {
-		entry *n = e->next;
-		if (ack == AG_ACK_STORED) {
-			p->st.records_acked++;
-			p->st.spans_acked += e->nspans;
-			answer(e, 0, "");
-		} else {
-			p->st.records_rejected++;
-			answer(e, TL_EREJECTED, msg);
-		}
-		release(p, e);
-		e = n;
+	ag_spool_done *d = &p->done[p->ndone++];
+	d->seq = seq;
+	d->reason = NULL;
+	if (ack == AG_ACK_STORED) {
+		p->st.batches_acked++;
+		p->st.spans_delivered += nspans;
+	} else {
+		p->st.batches_refused++;
+		p->st.spans_refused += nspans;
+		d->reason = strdup(msg != NULL && msg[0] ? msg : "refused by the collector");
 	}
-	free(b);
-	if (!p->closing)
-		pump(p);
+	kick(p);
+	pump(p);
 }
 
-/* Encodes the records of b as one Batch. Returns malloc'd bytes or NULL. */
-static uint8_t *encode(ag_pipeline *p, batch *b, size_t n, size_t *len)
+/* Gives one batch to the sender (taking data). Returns 0 or the sender's error (data kept by the caller). */
+static int send_one(ag_pipeline *p, uint64_t seq, uint8_t *data, size_t len, uint32_t nspans)
 {
-	tl_pb_record *recs = calloc(n, sizeof(*recs));
-	tl_pb_record **ptrs = calloc(n, sizeof(*ptrs));
-	uint8_t *out = NULL;
+	flight *f = malloc(sizeof(*f));
+	if (f == NULL)
+		return -ENOMEM;
+	f->p = p;
+	f->nspans = nspans;
+	int rc = ag_sender_send(p->sender, seq, data, len, batch_done, f);
+	if (rc != 0) {
+		free(f);
+		return rc;
+	}
+	p->in_flight++;
+	p->sent_upto = seq;
+	return 0;
+}
+
+/* Fills the sender's window from the spool, oldest first. */
+static void pump(ag_pipeline *p)
+{
+	while (!p->closing && ag_sender_free_slots(p->sender) > 0) {
+		uint64_t seq;
+		uint8_t *data;
+		size_t len;
+		uint32_t nspans;
+		if (ag_spool_read_next(p->spool, p->sent_upto, &seq, &data, &len, &nspans) != 0)
+			return;
+		if (send_one(p, seq, data, len, nspans) != 0) {
+			free(data);
+			return;
+		}
+	}
+}
+
+/* Encodes a batch's records as one threadline.v1.Batch. Returns 0 or -ENOMEM. */
+static int encode(const uint8_t agent_id[16], wbatch *b)
+{
+	tl_pb_record *recs = calloc(b->n, sizeof(*recs));
+	tl_pb_record **ptrs = calloc(b->n, sizeof(*ptrs));
+	int rc = -ENOMEM;
 	if (recs == NULL || ptrs == NULL)
 		goto done;
-	size_t i = 0;
-	for (entry *e = b->entries; e != NULL; e = e->next, i++) {
+	entry *e = b->first;
+	for (size_t i = 0; i < b->n; i++, e = e->next) {
 		threadline__v1__record__init(&recs[i]);
 		recs[i].accepted_unix_nano = e->accepted_ns;
 		recs[i].body_case = THREADLINE__V1__RECORD__BODY_OTLP_TRACES;
@@ -124,117 +205,293 @@ static uint8_t *encode(ag_pipeline *p, batch *b, size_t n, size_t *len)
 	}
 	tl_pb_batch bm;
 	threadline__v1__batch__init(&bm);
-	bm.agent_id.data = p->o.agent_id;
-	bm.agent_id.len = sizeof(p->o.agent_id);
+	bm.agent_id.data = (uint8_t *)agent_id;
+	bm.agent_id.len = 16;
 	bm.seq = b->seq;
-	bm.n_records = n;
+	bm.n_records = b->n;
 	bm.records = ptrs;
-	*len = threadline__v1__batch__get_packed_size(&bm);
-	out = malloc(*len ? *len : 1);
-	if (out != NULL)
-		threadline__v1__batch__pack(&bm, out);
+	b->len = threadline__v1__batch__get_packed_size(&bm);
+	b->data = malloc(b->len ? b->len : 1);
+	if (b->data != NULL) {
+		threadline__v1__batch__pack(&bm, b->data);
+		rc = 0;
+	}
 done:
 	free(recs);
 	free(ptrs);
-	return out;
+	return rc;
 }
 
-/* Moves waiting records into batches while the sender has free slots. */
-static void pump(ag_pipeline *p)
+/* On the thread pool: encode, one transaction, and a due fsync. */
+static void commit_work(uv_work_t *req)
 {
-	while (p->wait_head != NULL && ag_sender_free_slots(p->sender) > 0) {
-		batch *b = calloc(1, sizeof(*b));
-		if (b == NULL)
-			return;
-		b->p = p;
-		b->seq = p->next_seq;
-		size_t bytes = 0, n = 0;
-		entry **tail = &b->entries, *last = NULL;
-		while (p->wait_head != NULL && (n == 0 || bytes + p->wait_head->len <= p->o.batch_max_bytes)) {
-			entry *e = p->wait_head;
-			p->wait_head = e->next;
-			e->next = NULL;
-			*tail = e;
-			tail = &e->next;
-			last = e;
-			bytes += e->len;
-			n++;
-		}
-		if (p->wait_head == NULL)
-			p->wait_tail = NULL;
-		size_t len;
-		uint8_t *data = encode(p, b, n, &len);
-		if (data == NULL || ag_sender_send(p->sender, b->seq, data, len, batch_done, b) != 0) {
-			/* Put the records back in front, in order, and try again on the next event. */
-			free(data);
-			last->next = p->wait_head;
-			if (p->wait_head == NULL)
-				p->wait_tail = last;
-			p->wait_head = b->entries;
-			free(b);
+	commit *c = req->data;
+	ag_pipeline *p = c->p;
+	ag_spool_put *puts = c->nb ? calloc(c->nb, sizeof(*puts)) : NULL;
+	if (c->nb > 0 && puts == NULL) {
+		c->rc = tl_errf(&c->err, -ENOMEM, "spool: out of memory encoding a batch");
+		return;
+	}
+	for (size_t i = 0; i < c->nb; i++) {
+		if (encode(p->agent_id, &c->b[i]) != 0) {
+			free(puts);
+			c->rc = tl_errf(&c->err, -ENOMEM, "spool: out of memory encoding a batch");
 			return;
 		}
-		p->next_seq++;
-		p->st.batches++;
-		b->next = p->in_flight;
-		p->in_flight = b;
+		puts[i].seq = c->b[i].seq;
+		puts[i].data = c->b[i].data;
+		puts[i].len = c->b[i].len;
+		puts[i].nspans = c->b[i].nspans;
+	}
+	if (c->nb > 0 || c->ndone > 0)
+		c->rc = ag_spool_write(p->spool, puts, c->nb, c->done, c->ndone, NULL, &c->err);
+	free(puts);
+	if (c->rc == 0 && c->sync)
+		c->sync_rc = ag_spool_sync(p->spool);
+}
+
+static void free_commit(commit *c)
+{
+	for (size_t i = 0; i < c->nb; i++)
+		free(c->b[i].data);
+	free(c->b);
+	free_entries(c->entries);
+	free_done(c->done, c->ndone);
+	free(c);
+}
+
+static void maybe_free(ag_pipeline *p)
+{
+	if (p->closing && p->running == NULL && p->timers_open == 0) {
+		free_done(p->done, p->ndone);
+		free(p);
 	}
 }
 
-static void deadline_tick(uv_timer_t *t)
+static void commit_after(uv_work_t *req, int status)
+{
+	commit *c = req->data;
+	ag_pipeline *p = c->p;
+	p->running = NULL;
+	if (status == UV_ECANCELED && c->rc == 0)
+		c->rc = tl_errf(&c->err, TL_ECLOSED, "agent is shutting down");
+	if (c->rc == 0) {
+		p->st.commits++;
+		p->next_seq += c->nb;
+		p->st.batches_spooled += c->nb;
+		if (c->nb > 0 || c->ndone > 0)
+			p->dirty = true;
+		if (c->sync) {
+			if (c->sync_rc == 0) {
+				p->st.syncs++;
+				p->dirty = false;
+			} else {
+				p->sync_due = true; /* try again at the next commit */
+			}
+		}
+		for (entry *e = c->entries; e != NULL; e = e->next) {
+			if (e->cb != NULL) {
+				p->st.records_committed++;
+				p->st.spans_committed += e->nspans;
+			}
+			answer(e, 0, "");
+		}
+		/* The sender is caught up: give it the new batches without reading them back. */
+		for (size_t i = 0; i < c->nb && !p->closing; i++) {
+			wbatch *b = &c->b[i];
+			if (b->seq != p->sent_upto + 1 || ag_sender_free_slots(p->sender) == 0)
+				break;
+			if (send_one(p, b->seq, b->data, b->len, b->nspans) == 0)
+				b->data = NULL;
+		}
+	} else {
+		p->st.commit_errors++;
+		p->backoff = true;
+		if (c->sync)
+			p->sync_due = true;
+		for (entry *e = c->entries; e != NULL; e = e->next) {
+			if (e->cb != NULL)
+				p->st.records_failed++;
+			answer(e, TL_ESTORE, c->err.msg);
+		}
+		/* Removals were not applied: keep them for the next commit. */
+		for (size_t i = 0; i < c->ndone; i++) {
+			if (p->ndone == p->done_cap) {
+				size_t cap = p->done_cap ? p->done_cap * 2 : 64;
+				ag_spool_done *d = realloc(p->done, cap * sizeof(*d));
+				if (d == NULL)
+					break;
+				p->done = d;
+				p->done_cap = cap;
+			}
+			p->done[p->ndone++] = c->done[i];
+			c->done[i].reason = NULL;
+		}
+	}
+	if (!c->orphaned) {
+		ag_pipeline_stats *st = &p->st;
+		st->pending_bytes -= c->bytes;
+		for (entry *e = c->entries; e != NULL; e = e->next)
+			st->pending_records--;
+	}
+	free_commit(c);
+	if (p->closing) {
+		maybe_free(p);
+		return;
+	}
+	pump(p);
+	kick(p);
+}
+
+/* Starts a commit if none runs and there is something to do. */
+static void kick(ag_pipeline *p)
+{
+	if (p->running != NULL || p->closing)
+		return;
+	if (p->backoff && p->wait_head == NULL)
+		return; /* the last commit failed: the tick retries removals later */
+	if (p->wait_head == NULL && p->ndone == 0 && !(p->sync_due && p->dirty))
+		return;
+	commit *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return;
+	size_t nb = 0;
+	size_t bytes = 0;
+	for (entry *e = p->wait_head; e != NULL; e = e->next) {
+		if (nb == 0 || bytes + e->len > p->o.batch_max_bytes) {
+			nb++;
+			bytes = 0;
+		}
+		bytes += e->len;
+	}
+	c->b = nb ? calloc(nb, sizeof(*c->b)) : NULL;
+	if (nb > 0 && c->b == NULL) {
+		free(c);
+		return;
+	}
+	c->p = p;
+	c->req.data = c;
+	c->nb = nb;
+	c->entries = p->wait_head;
+	c->bytes = p->wait_bytes;
+	wbatch *b = NULL;
+	bytes = 0;
+	for (entry *e = p->wait_head; e != NULL; e = e->next) {
+		if (b == NULL || bytes + e->len > p->o.batch_max_bytes) {
+			b = b == NULL ? c->b : b + 1;
+			b->seq = p->next_seq + (uint64_t)(b - c->b);
+			b->first = e;
+			bytes = 0;
+		}
+		b->n++;
+		b->nspans += (uint32_t)e->nspans;
+		bytes += e->len;
+	}
+	p->wait_head = p->wait_tail = NULL;
+	p->wait_bytes = 0;
+	p->wait_records = 0;
+	c->done = p->done;
+	c->ndone = p->ndone;
+	p->done = NULL;
+	p->ndone = p->done_cap = 0;
+	c->sync = p->sync_due && (p->dirty || c->nb > 0 || c->ndone > 0);
+	p->sync_due = false;
+	p->backoff = false;
+	p->running = c;
+	int rc = uv_queue_work(p->loop, &c->req, commit_work, commit_after);
+	if (rc != 0) {
+		c->rc = tl_errf(&c->err, TL_ESTORE, "spool: cannot queue the commit: %s", uv_strerror(rc));
+		commit_after(&c->req, 0);
+	}
+}
+
+static void tick(uv_timer_t *t)
 {
 	ag_pipeline *p = t->data;
 	uint64_t now = tl_mono_ns();
-	/* Waiting records past their deadline are answered and dropped: they were never sent. */
+	/* Records still waiting past their deadline were never committed: answer and drop them. */
 	entry **pp = &p->wait_head, *last = NULL;
 	while (*pp != NULL) {
 		entry *e = *pp;
 		if (e->deadline_mono_ns <= now) {
 			*pp = e->next;
 			p->st.records_timed_out++;
-			answer(e, TL_ETIMEOUT, "collector did not acknowledge in time");
-			release(p, e);
+			p->wait_bytes -= e->len;
+			p->wait_records--;
+			p->st.pending_bytes -= e->len;
+			p->st.pending_records--;
+			answer(e, TL_ETIMEOUT, "the spool did not commit in time");
+			free(e->data);
+			free(e);
 			continue;
 		}
 		last = e;
 		pp = &e->next;
 	}
 	p->wait_tail = last;
-	/* Records in flight are answered but stay in their batch, which is still being delivered. */
-	for (batch *b = p->in_flight; b != NULL; b = b->next) {
-		for (entry *e = b->entries; e != NULL; e = e->next) {
-			if (e->cb != NULL && e->deadline_mono_ns <= now) {
-				p->st.records_timed_out++;
-				answer(e, TL_ETIMEOUT, "collector did not acknowledge in time");
-			}
-		}
+	p->backoff = false;
+	kick(p);
+	pump(p);
+}
+
+static void sync_tick(uv_timer_t *t)
+{
+	ag_pipeline *p = t->data;
+	if (p->dirty) {
+		p->sync_due = true;
+		kick(p);
 	}
 }
 
-int ag_pipeline_new(uv_loop_t *loop, ag_sender *sender, const ag_pipeline_opts *o, ag_pipeline **out)
+int ag_pipeline_new(uv_loop_t *loop, ag_spool *spool, ag_sender *sender, const ag_pipeline_opts *o, ag_pipeline **out)
 {
 	ag_pipeline *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return -ENOMEM;
 	p->loop = loop;
+	p->spool = spool;
 	p->sender = sender;
 	p->o = *o;
-	p->next_seq = 1;
-	uv_timer_init(loop, &p->deadline_timer);
-	p->deadline_timer.data = p;
-	uint64_t tick = o->request_deadline_ms / 10;
-	uv_timer_start(&p->deadline_timer, deadline_tick, tick < 10 ? 10 : tick, tick < 10 ? 10 : tick);
-	uv_unref((uv_handle_t *)&p->deadline_timer);
+	memcpy(p->agent_id, ag_spool_agent_id(spool), sizeof(p->agent_id));
+	ag_spool_info in;
+	ag_spool_info_get(spool, &in);
+	p->next_seq = in.next_seq;
+	p->accepting = true;
+	uv_timer_init(loop, &p->tick);
+	p->tick.data = p;
+	uint64_t every = o->request_deadline_ms / 10;
+	if (every < 10)
+		every = 10;
+	if (every > 1000)
+		every = 1000;
+	uv_timer_start(&p->tick, tick, every, every);
+	uv_unref((uv_handle_t *)&p->tick);
+	p->timers_open++;
+	uv_timer_init(loop, &p->sync_timer);
+	p->sync_timer.data = p;
+	p->timers_open++;
+	if (o->sync_interval_ms > 0) {
+		uv_timer_start(&p->sync_timer, sync_tick, o->sync_interval_ms, o->sync_interval_ms);
+		uv_unref((uv_handle_t *)&p->sync_timer);
+	}
+	pump(p);
 	*out = p;
 	return 0;
 }
 
 int ag_pipeline_submit(ag_pipeline *p, uint8_t *data, size_t len, size_t nspans, ag_done_cb cb, void *ud)
 {
-	if (p->closing)
+	if (p->closing || !p->accepting)
 		return TL_ECLOSED;
-	if (p->pending_bytes + len > p->o.max_pending_bytes && p->pending_records > 0)
+	size_t need = len + AG_SPOOL_HDR;
+	if (need > p->o.spool_max_bytes)
+		return TL_ELIMIT;
+	ag_spool_info in;
+	ag_spool_info_get(p->spool, &in);
+	if (in.bytes + in.dead_bytes + p->st.pending_bytes + need > p->o.spool_max_bytes)
 		return TL_EFULL;
+	if (p->st.pending_bytes + len > p->o.max_pending_bytes && p->st.pending_records > 0)
+		return -ENOBUFS;
 	entry *e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return -ENOMEM;
@@ -250,27 +507,38 @@ int ag_pipeline_submit(ag_pipeline *p, uint8_t *data, size_t len, size_t nspans,
 	else
 		p->wait_head = e;
 	p->wait_tail = e;
-	p->pending_bytes += len;
-	p->pending_records++;
-	pump(p);
+	p->wait_bytes += len;
+	p->wait_records++;
+	p->st.pending_bytes += len;
+	p->st.pending_records++;
+	kick(p);
 	return 0;
 }
 
-size_t ag_pipeline_pending_bytes(const ag_pipeline *p)
+void ag_pipeline_stop_accepting(ag_pipeline *p)
 {
-	return p->pending_bytes;
+	p->accepting = false;
+}
+
+bool ag_pipeline_drained(const ag_pipeline *p)
+{
+	ag_spool_info in;
+	ag_spool_info_get(p->spool, &in);
+	return p->wait_head == NULL && p->running == NULL && p->ndone == 0 && in.batches == 0;
 }
 
 void ag_pipeline_stats_get(const ag_pipeline *p, ag_pipeline_stats *out)
 {
 	*out = p->st;
-	out->pending_bytes = p->pending_bytes;
-	out->pending_records = p->pending_records;
+	ag_spool_info_get(p->spool, &out->spool);
+	out->spool_max_bytes = p->o.spool_max_bytes;
 }
 
 static void timer_closed(uv_handle_t *h)
 {
-	free(h->data);
+	ag_pipeline *p = h->data;
+	p->timers_open--;
+	maybe_free(p);
 }
 
 void ag_pipeline_close(ag_pipeline *p)
@@ -282,19 +550,18 @@ void ag_pipeline_close(ag_pipeline *p)
 		entry *e = p->wait_head;
 		p->wait_head = e->next;
 		answer(e, TL_ECLOSED, "agent is shutting down");
-		release(p, e);
+		free(e->data);
+		free(e);
 	}
 	p->wait_tail = NULL;
-	while (p->in_flight != NULL) {
-		batch *b = p->in_flight;
-		p->in_flight = b->next;
-		while (b->entries != NULL) {
-			entry *e = b->entries;
-			b->entries = e->next;
+	if (p->running != NULL) {
+		/* It cannot be stopped once started; its records are answered now, and it frees itself. */
+		p->running->orphaned = true;
+		for (entry *e = p->running->entries; e != NULL; e = e->next)
 			answer(e, TL_ECLOSED, "agent is shutting down");
-			release(p, e);
-		}
-		free(b);
+		if (uv_cancel((uv_req_t *)&p->running->req) == 0)
+			p->running->rc = tl_errf(&p->running->err, TL_ECLOSED, "agent is shutting down");
 	}
-	uv_close((uv_handle_t *)&p->deadline_timer, timer_closed);
+	uv_close((uv_handle_t *)&p->tick, timer_closed);
+	uv_close((uv_handle_t *)&p->sync_timer, timer_closed);
 }

@@ -1,23 +1,30 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The pipeline between the receivers and the sender: accepted records wait
- * here until they are part of a batch the collector has acknowledged, and
- * only then is the request that carried them answered.
+ * The pipeline between the receivers and the sender, through the spool.
  *
- * Batching is adaptive: a record is sent at once when a window slot is free,
- * and records that arrive while every slot is busy share the next batch, so
- * light load gets low latency and heavy load gets large batches (the same
- * idea as group commit). Memory is bounded by max_pending_bytes; past it,
- * submit fails with TL_EFULL and the receiver answers 429 with Retry-After.
+ *   submit --> waiting --(group commit on the thread pool)--> spool --> sender --ack--> removed
  *
- * This is where the durable spool goes: it will take records between the
- * receiver and the sender, and answer once they are committed locally.
+ * A request's records are answered once the spool transaction that holds
+ * them has committed; records that arrive while a commit runs share the
+ * next one, so throughput does not pay a commit per request. Spooled
+ * batches go to the sender oldest first, a window at a time, and leave the
+ * spool only when the collector has acknowledged them (in a later commit).
+ * A batch the collector refuses for good is moved aside ("dead"), counted,
+ * and never resent.
+ *
+ * Bounds: records waiting for a commit are held in memory up to
+ * max_pending_bytes; the spool holds up to its max_bytes. Past either,
+ * submit refuses and the receiver answers 429 with Retry-After.
+ *
+ * Everything here runs on the loop thread except the spool transactions.
  */
 #ifndef AG_PIPELINE_H
 #define AG_PIPELINE_H
 
 #include "ag_sender.h"
+#include "ag_spool.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -26,50 +33,70 @@ typedef struct ag_pipeline ag_pipeline;
 
 typedef struct ag_pipeline_opts {
 	size_t batch_max_bytes;       /* encoded records per batch (default 1 MiB) */
-	size_t max_pending_bytes;     /* accepted but not yet acknowledged (default 8 MiB) */
-	uint64_t request_deadline_ms; /* answer TL_ETIMEOUT if not acknowledged by then (default 10 s) */
-	uint8_t agent_id[16];
+	size_t max_pending_bytes;     /* received, not yet committed to the spool (default 8 MiB) */
+	size_t spool_max_bytes;       /* the spool's bound (default 1 GiB; same as ag_spool_opts.max_bytes) */
+	uint64_t request_deadline_ms; /* answer TL_ETIMEOUT if not committed by then (default 10 s) */
+	uint64_t sync_interval_ms;    /* 0: the spool fsyncs each commit; else fsync this often */
 } ag_pipeline_opts;
 
 void ag_pipeline_opts_default(ag_pipeline_opts *o);
 
 /*
- * Final answer for one submitted record, on the loop thread: 0 when the
- * collector has committed it; TL_ETIMEOUT when the deadline passed first
- * (the record may still arrive later); TL_EREJECTED when the collector
- * refused it for good (msg says why); TL_ECLOSED at shutdown.
+ * Final answer for one submitted record, on the loop thread: 0 once it is
+ * committed to the spool; TL_ESTORE when the spool transaction failed (msg
+ * says why; nothing was kept); TL_ETIMEOUT when no commit took it in time;
+ * TL_ECLOSED at shutdown.
  */
 typedef void (*ag_done_cb)(void *ud, int status, const char *msg);
 
-/* Creates a pipeline feeding sender (borrowed; must outlive it). Caller frees with ag_pipeline_close(). */
-int ag_pipeline_new(uv_loop_t *loop, ag_sender *sender, const ag_pipeline_opts *o, ag_pipeline **out);
+/*
+ * Creates a pipeline over spool and sender (both borrowed; they must outlive
+ * it). Batches already in the spool are sent at once. Caller frees with
+ * ag_pipeline_close().
+ */
+int ag_pipeline_new(uv_loop_t *loop, ag_spool *spool, ag_sender *sender, const ag_pipeline_opts *o, ag_pipeline **out);
 
 /*
  * Queues one encoded ExportTraceServiceRequest holding nspans spans. Takes
  * ownership of data (malloc'd) on success; cb runs exactly once later.
- * Returns 0, TL_EFULL (over max_pending_bytes; nothing taken) or TL_ECLOSED.
+ * Returns 0; TL_EFULL when the spool has no room for it now; TL_ELIMIT when
+ * it is larger than the whole spool; -ENOBUFS over max_pending_bytes;
+ * TL_ECLOSED once stopped. On error nothing is taken.
  */
 int ag_pipeline_submit(ag_pipeline *p, uint8_t *data, size_t len, size_t nspans, ag_done_cb cb, void *ud);
 
-/* Bytes accepted and not yet acknowledged. */
-size_t ag_pipeline_pending_bytes(const ag_pipeline *p);
+/* Refuses further submits (TL_ECLOSED); commits and sending go on. */
+void ag_pipeline_stop_accepting(ag_pipeline *p);
+
+/* True when nothing waits for a commit, no commit runs, and every spooled batch is acknowledged. */
+bool ag_pipeline_drained(const ag_pipeline *p);
 
 typedef struct ag_pipeline_stats {
-	uint64_t records_acked;
-	uint64_t spans_acked;
+	uint64_t records_committed; /* requests answered 200 */
+	uint64_t spans_committed;
 	uint64_t records_timed_out;
-	uint64_t records_rejected;
-	uint64_t batches;
-	size_t pending_bytes;
+	uint64_t records_failed; /* spool transaction failed */
+	uint64_t commits;
+	uint64_t commit_errors;
+	uint64_t syncs;
+	uint64_t batches_spooled;
+	uint64_t batches_acked;
+	uint64_t spans_delivered;
+	uint64_t batches_refused; /* moved aside after a refusal */
+	uint64_t spans_refused;
+	size_t pending_bytes; /* waiting for a commit or in the running one */
 	size_t pending_records;
+	ag_spool_info spool;
+	size_t spool_max_bytes;
 } ag_pipeline_stats;
 
 void ag_pipeline_stats_get(const ag_pipeline *p, ag_pipeline_stats *out);
 
 /*
- * Stops taking records; every record not yet answered gets TL_ECLOSED.
- * Close the sender first: its callbacks refer to the pipeline's batches.
- * Frees p once its timer is closed. Accepts NULL.
+ * Stops: records not yet committed get TL_ECLOSED (one in a running commit
+ * is answered when it ends). Close the sender first: its callbacks refer to
+ * the pipeline. Frees p once its timers are closed and no commit runs; the
+ * spool may be closed after the loop has run to completion. Accepts NULL.
  */
 void ag_pipeline_close(ag_pipeline *p);
 

@@ -30,9 +30,22 @@ enum {
 	RPC_UNAVAILABLE = 14
 };
 
-enum reject_reason { RJ_MALFORMED, RJ_INVALID, RJ_UNSUPPORTED, RJ_BACKPRESSURE, RJ_TIMEOUT, RJ_COLLECTOR, RJ_N };
-static const char *const reject_names[RJ_N] = {"malformed",    "invalid", "unsupported_media_type",
-                                               "backpressure", "timeout", "collector_rejected"};
+enum reject_reason {
+	RJ_MALFORMED,
+	RJ_INVALID,
+	RJ_UNSUPPORTED,
+	RJ_SPOOL_FULL,
+	RJ_MEMORY_FULL,
+	RJ_TOO_LARGE,
+	RJ_SPOOL_ERROR,
+	RJ_TIMEOUT,
+	RJ_SHUTDOWN,
+	RJ_N
+};
+static const char *const reject_names[RJ_N] = {
+        "malformed",           "invalid",     "unsupported", "spool_full", "memory_full",
+        "too_large_for_spool", "spool_error", "timeout",     "shutdown",
+};
 
 struct ag_receiver {
 	uv_loop_t *loop;
@@ -145,17 +158,18 @@ static void traces_done(void *ud, int status, const char *msg)
 	if (status == 0) {
 		r->spans_accepted += pd->nspans;
 		respond_ok(pd->req, pd->json, pd->rejected, pd->reject_msg);
-	} else if (status == TL_EREJECTED) {
-		r->requests_rejected[RJ_COLLECTOR]++;
+	} else if (status == TL_ESTORE) {
+		r->requests_rejected[RJ_SPOOL_ERROR]++;
 		char m[512];
-		snprintf(m, sizeof(m), "collector refused the spans: %s", msg);
-		respond_status(pd->req, pd->json, 500, RPC_INTERNAL, m, 0);
+		snprintf(m, sizeof(m), "agent cannot write its spool; spans not accepted, retry: %s", msg);
+		respond_status(pd->req, pd->json, 503, RPC_UNAVAILABLE, m, 5);
 	} else if (status == TL_ECLOSED) {
+		r->requests_rejected[RJ_SHUTDOWN]++;
 		respond_status(pd->req, pd->json, 503, RPC_UNAVAILABLE, "agent is shutting down", 5);
 	} else {
 		r->requests_rejected[RJ_TIMEOUT]++;
 		respond_status(pd->req, pd->json, 503, RPC_UNAVAILABLE,
-		               "collector did not acknowledge in time; spans not accepted, retry", 5);
+		               "agent spool did not commit in time; spans not accepted, retry", 5);
 	}
 	free(pd);
 }
@@ -172,6 +186,34 @@ static bool media_is(const char *ct, const char *want)
 	while (*ct == ' ')
 		ct++;
 	return *ct == '\0' || *ct == ';';
+}
+
+/* Answers a request the pipeline would not take (see ag_pipeline_submit). */
+static void refuse(ag_receiver *r, tl_http_req *req, bool json, int rc, size_t len)
+{
+	char m[300];
+	if (rc == TL_EFULL) {
+		r->requests_rejected[RJ_SPOOL_FULL]++;
+		respond_status(req, json, 429, RPC_RESOURCE_EXHAUSTED,
+		               "agent spool full: the collector is unreachable or behind; retry later", 5);
+	} else if (rc == -ENOBUFS) {
+		r->requests_rejected[RJ_MEMORY_FULL]++;
+		respond_status(req, json, 429, RPC_RESOURCE_EXHAUSTED,
+		               "agent busy: too many bytes waiting for the spool (--max-pending-bytes); retry later",
+		               1);
+	} else if (rc == TL_ELIMIT) {
+		r->requests_rejected[RJ_TOO_LARGE]++;
+		snprintf(m, sizeof(m),
+		         "request holds %zu bytes of spans, more than the whole spool (--spool-max-bytes)", len);
+		respond_status(req, json, 413, RPC_INVALID_ARGUMENT, m, 0);
+	} else if (rc == TL_ECLOSED) {
+		r->requests_rejected[RJ_SHUTDOWN]++;
+		respond_status(req, json, 503, RPC_UNAVAILABLE, "agent is shutting down", 5);
+	} else {
+		r->requests_rejected[RJ_SPOOL_ERROR]++;
+		snprintf(m, sizeof(m), "agent cannot take the request: %s", tl_strerror(rc));
+		respond_status(req, json, 503, RPC_UNAVAILABLE, m, 1);
+	}
 }
 
 static void handle_traces(ag_receiver *r, tl_http_req *req)
@@ -264,12 +306,7 @@ static void handle_traces(ag_receiver *r, tl_http_req *req)
 	if (rc != 0) {
 		free(packed);
 		free(pd);
-		r->requests_rejected[RJ_BACKPRESSURE]++;
-		if (rc == TL_EFULL)
-			respond_status(req, json, 429, RPC_RESOURCE_EXHAUSTED,
-			               "agent buffer full: the collector is behind; retry later", 1);
-		else
-			respond_status(req, json, 503, RPC_UNAVAILABLE, "agent is shutting down", 5);
+		refuse(r, req, json, rc, plen);
 		return;
 	}
 	r->outstanding++;
@@ -301,22 +338,52 @@ static void handle_metrics(ag_receiver *r, tl_http_req *req)
 		              (unsigned long long)r->requests_rejected[i]);
 	metric(&b, "threadline_agent_spans_received_total", "counter", "Spans in decoded requests.");
 	tl_buf_printf(&b, "threadline_agent_spans_received_total %llu\n", (unsigned long long)r->spans_received);
-	metric(&b, "threadline_agent_spans_accepted_total", "counter",
-	       "Spans acknowledged to clients after the collector committed them.");
+	metric(&b, "threadline_agent_spans_accepted_total", "counter", "Spans answered 200: committed to the spool.");
 	tl_buf_printf(&b, "threadline_agent_spans_accepted_total %llu\n", (unsigned long long)r->spans_accepted);
 	metric(&b, "threadline_agent_spans_rejected_total", "counter", "Spans removed by validation.");
 	tl_buf_printf(&b, "threadline_agent_spans_rejected_total{reason=\"invalid\"} %llu\n",
 	              (unsigned long long)r->spans_rejected_invalid);
-	metric(&b, "threadline_agent_pending_bytes", "gauge", "Encoded spans accepted and not yet acknowledged.");
+	metric(&b, "threadline_agent_pending_bytes", "gauge",
+	       "Encoded spans received and not yet committed to the spool.");
 	tl_buf_printf(&b, "threadline_agent_pending_bytes %zu\n", ps.pending_bytes);
+	metric(&b, "threadline_agent_spool_bytes", "gauge", "Bytes of unacknowledged batches in the spool.");
+	tl_buf_printf(&b, "threadline_agent_spool_bytes %zu\n", ps.spool.bytes);
+	metric(&b, "threadline_agent_spool_batches", "gauge", "Batches in the spool not yet acknowledged.");
+	tl_buf_printf(&b, "threadline_agent_spool_batches %zu\n", ps.spool.batches);
+	metric(&b, "threadline_agent_spool_spans", "gauge", "Spans in the spool not yet acknowledged.");
+	tl_buf_printf(&b, "threadline_agent_spool_spans %llu\n", (unsigned long long)ps.spool.spans);
+	metric(&b, "threadline_agent_spool_max_bytes", "gauge", "The spool's bound (--spool-max-bytes).");
+	tl_buf_printf(&b, "threadline_agent_spool_max_bytes %zu\n", ps.spool_max_bytes);
+	metric(&b, "threadline_agent_batches_dead", "gauge",
+	       "Batches the collector refused for good, kept aside in the spool (never resent).");
+	tl_buf_printf(&b, "threadline_agent_batches_dead %zu\n", ps.spool.dead_batches);
+	metric(&b, "threadline_agent_batches_dead_bytes", "gauge", "Bytes of the batches kept aside.");
+	tl_buf_printf(&b, "threadline_agent_batches_dead_bytes %zu\n", ps.spool.dead_bytes);
+	metric(&b, "threadline_agent_spool_commits_total", "counter", "Spool transactions committed.");
+	tl_buf_printf(&b, "threadline_agent_spool_commits_total %llu\n", (unsigned long long)ps.commits);
+	metric(&b, "threadline_agent_spool_commit_errors_total", "counter", "Spool transactions that failed.");
+	tl_buf_printf(&b, "threadline_agent_spool_commit_errors_total %llu\n", (unsigned long long)ps.commit_errors);
+	metric(&b, "threadline_agent_spool_syncs_total", "counter", "Periodic fsyncs of the spool (--fsync DURATION).");
+	tl_buf_printf(&b, "threadline_agent_spool_syncs_total %llu\n", (unsigned long long)ps.syncs);
+	metric(&b, "threadline_agent_batches_spooled_total", "counter", "Batches written to the spool.");
+	tl_buf_printf(&b, "threadline_agent_batches_spooled_total %llu\n", (unsigned long long)ps.batches_spooled);
 	metric(&b, "threadline_agent_batches_sent_total", "counter", "Batches sent to the collector (first sends).");
 	tl_buf_printf(&b, "threadline_agent_batches_sent_total %llu\n", (unsigned long long)ss.batches_sent);
 	metric(&b, "threadline_agent_batch_retries_total", "counter", "Batch retransmissions.");
 	tl_buf_printf(&b, "threadline_agent_batch_retries_total %llu\n", (unsigned long long)ss.retries);
-	metric(&b, "threadline_agent_batches_acked_total", "counter", "Batches the collector acknowledged.");
-	tl_buf_printf(&b, "threadline_agent_batches_acked_total %llu\n", (unsigned long long)ss.acked);
+	metric(&b, "threadline_agent_batches_acked_total", "counter",
+	       "Batches the collector acknowledged (stored now or earlier).");
+	tl_buf_printf(&b, "threadline_agent_batches_acked_total %llu\n", (unsigned long long)ps.batches_acked);
+	metric(&b, "threadline_agent_batches_duplicate_total", "counter",
+	       "Acknowledgements saying the collector already had the batch (a resend after a lost ack).");
+	tl_buf_printf(&b, "threadline_agent_batches_duplicate_total %llu\n", (unsigned long long)ss.duplicates);
 	metric(&b, "threadline_agent_batches_in_flight", "gauge", "Batches sent and awaiting an ack.");
 	tl_buf_printf(&b, "threadline_agent_batches_in_flight %u\n", ss.in_flight);
+	metric(&b, "threadline_agent_spans_delivered_total", "counter", "Spans in batches the collector acknowledged.");
+	tl_buf_printf(&b, "threadline_agent_spans_delivered_total %llu\n", (unsigned long long)ps.spans_delivered);
+	metric(&b, "threadline_agent_spans_dropped_total", "counter", "Spans accepted and then dropped, by reason.");
+	tl_buf_printf(&b, "threadline_agent_spans_dropped_total{reason=\"collector_refused\"} %llu\n",
+	              (unsigned long long)ps.spans_refused);
 	metric(&b, "threadline_agent_http_connections", "gauge", "Open HTTP connections.");
 	tl_buf_printf(&b, "threadline_agent_http_connections %u\n", hs.connections_open);
 	metric(&b, "threadline_agent_http_errors_total", "counter", "HTTP-level errors answered by the server.");

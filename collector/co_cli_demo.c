@@ -117,6 +117,15 @@ static int wait_ready(child *c, const char *event, uint64_t timeout_ms)
 	return TL_ETIMEOUT;
 }
 
+static size_t trace_spans(const tl_pb_trace_result *t)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < t->n_resource_spans; i++)
+		for (size_t j = 0; j < t->resource_spans[i]->n_scope_spans; j++)
+			n += t->resource_spans[i]->scope_spans[j]->n_spans;
+	return n;
+}
+
 static void stop(child *c)
 {
 	if (c->pid <= 0)
@@ -485,7 +494,8 @@ int co_cli_demo(co_cli *cli, int argc, char **argv, const char *argv0)
 		show_log(&ag);
 		goto out;
 	}
-	printf("   The agent answered 200: the collector has committed the spans to LMDB.\n\n");
+	printf("   The agent answered 200: the spans are committed to its spool, and the agent\n"
+	       "   now ships them to the collector, deleting them only once LMDB has them.\n\n");
 	printf("4. threadline --collector %s trace show %s\n\n", query, tidhex);
 	fflush(stdout);
 	tl_pb_query_req q;
@@ -500,12 +510,22 @@ int co_cli_demo(co_cli *cli, int argc, char **argv, const char *argv0)
 	co_cli qc = *cli;
 	qc.collector = query;
 	tl_pb_query_resp *qr = NULL;
-	if (co_cli_query(&qc, &q, &qr) != 0)
-		goto out;
-	if (qr->code != 0 || qr->trace == NULL) {
-		fprintf(stderr, "threadline demo: %s\n", qr->error ? qr->error : "trace not found");
+	/* Delivery takes a round trip after the 200: ask until every span is there (10 s at most). */
+	for (int i = 0;; i++) {
+		if (co_cli_query(&qc, &q, &qr) != 0)
+			goto out;
+		if (qr->code == 0 && qr->trace != NULL && trace_spans(qr->trace) >= DEMO_N)
+			break;
+		if (i == 200) {
+			fprintf(stderr, "threadline demo: %s\n",
+			        qr->error && qr->error[0] ? qr->error
+			                                  : "the trace did not reach the collector in 10 s");
+			threadline__v1__query_response__free_unpacked(qr, NULL);
+			goto out;
+		}
 		threadline__v1__query_response__free_unpacked(qr, NULL);
-		goto out;
+		struct timespec ts = {0, 50 * 1000 * 1000};
+		nanosleep(&ts, NULL);
 	}
 	co_cli_trace_print(&qc, qr->trace, stdout);
 	char cause[512];

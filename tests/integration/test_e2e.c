@@ -909,11 +909,52 @@ static void send_pb(const tl_pb_export_req *req)
 	send_ok(CT_PB, buf, len);
 }
 
+/* A series' value in the agent's /metrics (exact name, no labels), or -1. */
+static long long agent_metric(const char *series)
+{
+	tk_http_resp r;
+	long long v = -1;
+	if (tk_http(st.http_port, "GET", "/metrics", NULL, 0, NULL, 0, HTTP_TIMEOUT_MS, &r) != 0)
+		return -1;
+	size_t n = strlen(series);
+	for (const char *l = r.body; l != NULL && *l != '\0'; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		if (strncmp(l, series, n) == 0 && l[n] == ' ') {
+			v = strtoll(l + n + 1, NULL, 10);
+			break;
+		}
+	}
+	tk_http_resp_fini(&r);
+	return v;
+}
+
+/*
+ * 200 means committed to the agent's spool; the collector has it once the
+ * spool is empty again. Waits for that (up to 20 s).
+ */
+static void wait_delivered(void)
+{
+	for (int i = 0; i < 400; i++) {
+		if (agent_metric("threadline_agent_spool_batches") == 0 &&
+		    agent_metric("threadline_agent_pending_bytes") == 0)
+			return;
+		usleep(50 * 1000);
+	}
+	must(false, "the agent's spool did not drain within 20 s (spool_batches %lld)",
+	     agent_metric("threadline_agent_spool_batches"));
+}
+
+/* `threadline trace show` once everything sent so far has reached the collector. */
+static int trace_show(const char *trace_hex, bool json, tk_output *o)
+{
+	wait_delivered();
+	return tk_stack_trace_show(&st, trace_hex, json, o);
+}
+
 /* Runs `trace show --json` and parses it; asserts exit 0. Caller json_decref()s. */
 static json_t *show_json(const char *trace_hex)
 {
 	tk_output o;
-	int rc = tk_stack_trace_show(&st, trace_hex, true, &o);
+	int rc = trace_show(trace_hex, true, &o);
 	must(rc == 0 && o.exit_code == 0, "threadline trace show %s --json: rc %s, exit %d, stderr: %s", trace_hex,
 	     tl_strerror(rc), o.exit_code, o.err ? o.err : "");
 	json_error_t je;
@@ -1135,7 +1176,7 @@ Test(e2e, malformed_bodies_get_400)
 	tk_http_resp_fini(&r);
 	/* Nothing of the above was stored, and the agent still serves. */
 	tk_output o;
-	tk_stack_trace_show(&st, "aaf92f3577b34da6a3ce929d0e0e4736", true, &o);
+	trace_show("aaf92f3577b34da6a3ce929d0e0e4736", true, &o);
 	must(o.exit_code == 1, "a trace from a rejected request must not exist (exit %d)", o.exit_code);
 	tk_output_fini(&o);
 	expect_healthy();
@@ -1299,7 +1340,7 @@ Test(e2e, missing_parent_shown)
 	expect_trace(TRACE_ORPHAN, exp);
 
 	tk_output o;
-	int rc = tk_stack_trace_show(&st, TRACE_ORPHAN, false, &o);
+	int rc = trace_show(TRACE_ORPHAN, false, &o);
 	must(rc == 0 && o.exit_code == 0, "trace show (text): exit %d: %s", o.exit_code, o.err);
 	/* The orphan's line carries a marker (a word or a sign) that the root's line does not. */
 	char orphan_line[1024], root_line[1024];
@@ -1322,17 +1363,17 @@ Test(e2e, missing_parent_shown)
 Test(e2e, unknown_trace_not_found)
 {
 	tk_output o;
-	int rc = tk_stack_trace_show(&st, "0123456789abcdef0123456789abcdef", true, &o);
+	int rc = trace_show("0123456789abcdef0123456789abcdef", true, &o);
 	must(rc == 0 && o.exit_code == 1, "unknown trace (--json): expected exit 1, got %d", o.exit_code);
 	must(strcasestr(o.err, "not found") != NULL, "stderr does not say \"not found\": %s", o.err);
 	must(o.out_len == 0, "nothing should go to stdout: %s", o.out);
 	tk_output_fini(&o);
-	rc = tk_stack_trace_show(&st, "0123456789abcdef0123456789abcdef", false, &o);
+	rc = trace_show("0123456789abcdef0123456789abcdef", false, &o);
 	must(rc == 0 && o.exit_code == 1 && strcasestr(o.err, "not found") != NULL,
 	     "unknown trace (text): exit %d, stderr %s", o.exit_code, o.err);
 	tk_output_fini(&o);
 	/* A malformed id is a usage error, not a crash or a "not found". */
-	rc = tk_stack_trace_show(&st, "xyz", true, &o);
+	rc = trace_show("xyz", true, &o);
 	must(rc == 0 && o.exit_code != 0 && o.signo == 0 && o.err_len > 0, "bad trace id: exit %d, signal %d",
 	     o.exit_code, o.signo);
 	tk_output_fini(&o);
@@ -1344,7 +1385,7 @@ Test(e2e, text_waterfall)
 	const char *trace = "d0f92f3577b34da6a3ce929d0e0e4736";
 	send_pb(rich_request(trace));
 	tk_output o;
-	int rc = tk_stack_trace_show(&st, trace, false, &o);
+	int rc = trace_show(trace, false, &o);
 	must(rc == 0 && o.exit_code == 0, "trace show (text): exit %d: %s", o.exit_code, o.err);
 	static const char *names[] = {"GET /checkout",   "call payments",   "SELECT orders",   "charge",
 	                              "publish receipt", "consume receipt", "unspecified kind"};
