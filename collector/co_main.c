@@ -11,6 +11,7 @@
 #include "co_writer.h"
 #include "tl_error.h"
 #include "tl_log.h"
+#include "tl_time.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -22,12 +23,14 @@
 
 static const char USAGE[] =
         "usage: threadline-collector --data DIR [--listen URL] [--query URL] [--map-size BYTES]\n"
-        "                            [--log-level debug|info|warn|error] [--help]\n"
+        "                            [--fsync always|DURATION] [--log-level debug|info|warn|error] [--help]\n"
         "\n"
         "  --data DIR          LMDB data directory (created if missing)\n"
         "  --listen URL        batch intake from agents (default tcp://0.0.0.0:7411)\n"
         "  --query URL         queries from the CLI (default tcp://127.0.0.1:7412)\n"
         "  --map-size BYTES    initial LMDB map size, K/M/G/T suffixes allowed (default 1G; grows)\n"
+        "  --fsync MODE        always: fsync every group commit before acking (default); a duration\n"
+        "                      such as 100ms: fsync that often (a power loss can lose that much)\n"
         "  --log-level LEVEL   debug, info, warn or error (default info)\n";
 
 /* Parses "123", "64M", "1G", "2T" (powers of 1024). Returns 0 or TL_EINVALID. */
@@ -91,15 +94,13 @@ int main(int argc, char **argv)
 	const char *data = NULL, *listen = "tcp://0.0.0.0:7411", *query = "tcp://127.0.0.1:7412";
 	size_t map_size = (size_t)1 << 30;
 	int level = TL_LOG_INFO;
-	enum { OPT_DATA = 1, OPT_LISTEN, OPT_QUERY, OPT_MAP, OPT_LEVEL, OPT_HELP };
+	uint64_t sync_ms = 0;
+	enum { OPT_DATA = 1, OPT_LISTEN, OPT_QUERY, OPT_MAP, OPT_FSYNC, OPT_LEVEL, OPT_HELP };
 	static const struct option opts[] = {
-	        {"data", required_argument, NULL, OPT_DATA},
-	        {"listen", required_argument, NULL, OPT_LISTEN},
-	        {"query", required_argument, NULL, OPT_QUERY},
-	        {"map-size", required_argument, NULL, OPT_MAP},
-	        {"log-level", required_argument, NULL, OPT_LEVEL},
-	        {"help", no_argument, NULL, OPT_HELP},
-	        {NULL, 0, NULL, 0},
+	        {"data", required_argument, NULL, OPT_DATA},   {"listen", required_argument, NULL, OPT_LISTEN},
+	        {"query", required_argument, NULL, OPT_QUERY}, {"map-size", required_argument, NULL, OPT_MAP},
+	        {"fsync", required_argument, NULL, OPT_FSYNC}, {"log-level", required_argument, NULL, OPT_LEVEL},
+	        {"help", no_argument, NULL, OPT_HELP},         {NULL, 0, NULL, 0},
 	};
 	opterr = 0;
 	int ch;
@@ -119,6 +120,18 @@ int main(int argc, char **argv)
 				return usage_error(
 				        "--map-size: '%s' is not a size in bytes (e.g. 1073741824, 512M, 1G)", optarg);
 			break;
+		case OPT_FSYNC: {
+			uint64_t ns = 0;
+			if (strcmp(optarg, "always") == 0) {
+				sync_ms = 0;
+			} else if (tl_parse_duration(optarg, &ns) == 0 && ns >= TL_NS_PER_MS) {
+				sync_ms = ns / TL_NS_PER_MS;
+			} else {
+				return usage_error("--fsync: '%s' is neither 'always' nor a duration like 100ms",
+				                   optarg);
+			}
+			break;
+		}
 		case OPT_LEVEL:
 			if (tl_log_parse_level(optarg, &level) != 0)
 				return usage_error("--log-level: '%s' is not one of debug, info, warn, error", optarg);
@@ -153,14 +166,15 @@ int main(int argc, char **argv)
 	co_intake *intake = NULL;
 	co_query *qs = NULL;
 	int rc, exit_code = 1;
-	co_store_opts so = {.dir = data, .map_size = map_size};
+	co_store_opts so = {.dir = data, .map_size = map_size, .no_sync = sync_ms > 0};
 	if ((rc = co_store_open(&so, &store, &err)) != 0) {
 		tl_log(TL_LOG_ERROR, "collector.store_failed", "data=%s err=\"%s\"", data, err.msg);
 		return 1;
 	}
 	if (co_store_stale_readers(store) > 0)
 		tl_log(TL_LOG_WARN, "store.stale_readers", "cleared=%d", co_store_stale_readers(store));
-	if ((rc = co_writer_start(store, NULL, &writer)) != 0) {
+	co_writer_opts wo = {.sync_ms = sync_ms};
+	if ((rc = co_writer_start(store, &wo, &writer)) != 0) {
 		tl_log(TL_LOG_ERROR, "collector.writer_failed", "err=\"%s\"", tl_strerror(rc));
 		goto out;
 	}
@@ -174,8 +188,12 @@ int main(int argc, char **argv)
 		tl_log(TL_LOG_ERROR, "collector.listen_failed", "query=%s err=\"%s\"", query, err.msg);
 		goto out;
 	}
-	tl_log(TL_LOG_INFO, "collector.ready", "listen=%s query=%s listen_port=%d query_port=%d data=%s map_size=%zu",
-	       listen, query, co_intake_port(intake), co_query_port(qs), data, co_store_map_size(store));
+	char fsync_mode[32] = "always";
+	if (sync_ms > 0)
+		snprintf(fsync_mode, sizeof(fsync_mode), "%llums", (unsigned long long)sync_ms);
+	tl_log(TL_LOG_INFO, "collector.ready",
+	       "listen=%s query=%s listen_port=%d query_port=%d data=%s map_size=%zu fsync=%s", listen, query,
+	       co_intake_port(intake), co_query_port(qs), data, co_store_map_size(store), fsync_mode);
 
 	int sig = 0;
 	while (sigwait(&sigs, &sig) != 0)

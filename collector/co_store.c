@@ -181,7 +181,7 @@ int co_store_open(const co_store_opts *o, co_store **out, tl_errmsg *err)
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(s->env, s->map_size);
 	if (rc == 0)
-		rc = mdb_env_open(s->env, o->dir, MDB_NOTLS, 0640);
+		rc = mdb_env_open(s->env, o->dir, MDB_NOTLS | (o->no_sync ? MDB_NOSYNC : 0), 0640);
 	if (rc != 0) {
 		tl_errf(err, tl_err_from_lmdb(rc), "lmdb: open %s: %s", o->dir, mdb_strerror(rc));
 		rc = tl_err_from_lmdb(rc);
@@ -219,6 +219,12 @@ void co_store_close(co_store *s)
 	pthread_rwlock_destroy(&s->resize);
 	pthread_mutex_destroy(&s->map_mu);
 	free(s);
+}
+
+int co_store_sync(co_store *s)
+{
+	int rc = mdb_env_sync(s->env, 1);
+	return rc == 0 ? 0 : tl_err_from_lmdb(rc);
 }
 
 int co_store_stale_readers(const co_store *s)

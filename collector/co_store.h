@@ -41,6 +41,7 @@ typedef struct co_store_opts {
 	size_t map_size;      /* initial map size in bytes (0: 1 GiB); doubled on MDB_MAP_FULL */
 	size_t map_size_max;  /* growth stops here (0: 1 TiB); past it commits fail with TL_EFULL */
 	unsigned max_readers; /* LMDB reader slots (0: 126) */
+	bool no_sync;         /* commits are not fsynced (MDB_NOSYNC); the caller runs co_store_sync() */
 } co_store_opts;
 
 /*
@@ -54,6 +55,9 @@ int co_store_open(const co_store_opts *o, co_store **out, tl_errmsg *err);
 
 /* Closes the environment. No transaction may be running. Accepts NULL. */
 void co_store_close(co_store *s);
+
+/* Flushes commits made with no_sync to disk. Thread-safe. Returns 0 or TL_ESTORE / -errno. */
+int co_store_sync(co_store *s);
 
 /* Reader slots of dead processes cleared by mdb_reader_check at open. */
 int co_store_stale_readers(const co_store *s);

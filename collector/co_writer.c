@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define DEFAULT_QUEUE_MAX ((size_t)64 << 20)
 #define DEFAULT_GROUP_BATCHES 256
@@ -31,6 +32,8 @@ struct co_writer {
 	void *room_ud;
 	co_batch **group; /* group_max_batches slots */
 	co_write_req **reqs;
+	uint64_t dirty_since; /* mono ns of the first commit not yet fsynced; 0 when none */
+	uint64_t syncs, sync_failures;
 };
 
 static void complete(co_writer *w, co_write_req **reqs, size_t n, int rc)
@@ -56,6 +59,8 @@ static void commit_group(co_writer *w, size_t n)
 {
 	uint64_t t0 = tl_mono_ns();
 	int rc = co_store_commit(w->store, w->group, n, tl_now_ns());
+	if (rc == 0 && w->o.sync_ms > 0 && w->dirty_since == 0)
+		w->dirty_since = tl_mono_ns();
 	if (rc == 0) {
 		tl_log(TL_LOG_DEBUG, "writer.commit", "batches=%zu ms=%.3f", n, (double)(tl_mono_ns() - t0) / 1e6);
 		complete(w, w->reqs, n, 0);
@@ -76,15 +81,48 @@ static void commit_group(co_writer *w, size_t n)
 	}
 }
 
+/* fsyncs commits made without one (sync_ms mode). Called without w->mu. */
+static void sync_now(co_writer *w)
+{
+	int rc = co_store_sync(w->store);
+	pthread_mutex_lock(&w->mu);
+	if (rc == 0) {
+		w->syncs++;
+		w->dirty_since = 0;
+	} else {
+		w->sync_failures++;
+	}
+	pthread_mutex_unlock(&w->mu);
+	if (rc != 0)
+		tl_log(TL_LOG_ERROR, "writer.sync_failed", "err=\"%s\"", tl_strerror(rc));
+}
+
 static void *writer_main(void *arg)
 {
 	co_writer *w = arg;
+	uint64_t interval = w->o.sync_ms * TL_NS_PER_MS;
 	for (;;) {
 		pthread_mutex_lock(&w->mu);
-		while (w->head == NULL && !w->stopping)
-			pthread_cond_wait(&w->cv, &w->mu);
+		while (w->head == NULL && !w->stopping) {
+			if (w->dirty_since == 0) {
+				pthread_cond_wait(&w->cv, &w->mu);
+				continue;
+			}
+			uint64_t due = w->dirty_since + interval;
+			if (tl_mono_ns() >= due)
+				break;
+			struct timespec ts = {(time_t)(due / TL_NS_PER_S), (long)(due % TL_NS_PER_S)};
+			pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+		}
+		if (w->dirty_since != 0 && tl_mono_ns() >= w->dirty_since + interval) {
+			pthread_mutex_unlock(&w->mu);
+			sync_now(w);
+			continue;
+		}
 		if (w->head == NULL) {
 			pthread_mutex_unlock(&w->mu);
+			if (w->dirty_since != 0)
+				sync_now(w);
 			break;
 		}
 		size_t n = 0, bytes = 0;
@@ -131,7 +169,12 @@ int co_writer_start(co_store *s, const co_writer_opts *o, co_writer **out)
 	}
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_mutex_init(&w->room_mu, NULL);
-	pthread_cond_init(&w->cv, NULL);
+	/* tl_mono_ns() is CLOCK_MONOTONIC: the periodic fsync's timed wait uses the same clock. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	int rc = pthread_create(&w->thread, NULL, writer_main, w);
 	if (rc != 0) {
 		w->joined = true;
@@ -185,6 +228,14 @@ size_t co_writer_queued_bytes(co_writer *w)
 	size_t n = w->queued_bytes;
 	pthread_mutex_unlock(&w->mu);
 	return n;
+}
+
+void co_writer_sync_stats(co_writer *w, uint64_t *syncs, uint64_t *failures)
+{
+	pthread_mutex_lock(&w->mu);
+	*syncs = w->syncs;
+	*failures = w->sync_failures;
+	pthread_mutex_unlock(&w->mu);
 }
 
 void co_writer_stop(co_writer *w)

@@ -5,6 +5,9 @@
  * one transaction (group commit) and only then completes them, so an ack is
  * never sent for data that is not committed. The queue is bounded in bytes:
  * producers ask co_writer_has_room() before taking more work.
+ *
+ * With a store opened no_sync, the writer fsyncs at most sync_ms after the
+ * first commit not yet on disk, and once more when it stops.
  */
 #ifndef CO_WRITER_H
 #define CO_WRITER_H
@@ -37,6 +40,7 @@ typedef struct co_writer_opts {
 	size_t queue_max_bytes;   /* submit refuses beyond this (0: 64 MiB) */
 	size_t group_max_batches; /* per transaction (0: 256) */
 	size_t group_max_bytes;   /* per transaction (0: 32 MiB) */
+	uint64_t sync_ms;         /* 0: every commit is fsynced by the store; else co_store_sync this often */
 } co_writer_opts;
 
 /* Starts the writer thread on s (borrowed; must outlive the writer). Returns 0 and *out, or -errno. */
@@ -63,7 +67,10 @@ bool co_writer_has_room(co_writer *w);
 /* Queued bytes (not yet completed). Thread-safe. */
 size_t co_writer_queued_bytes(co_writer *w);
 
-/* Commits everything already queued, completes it, and joins the thread. Idempotent. */
+/* Periodic fsyncs done and failed (sync_ms mode). Thread-safe. */
+void co_writer_sync_stats(co_writer *w, uint64_t *syncs, uint64_t *failures);
+
+/* Commits everything already queued, completes it, fsyncs, and joins the thread. Idempotent. */
 void co_writer_stop(co_writer *w);
 
 /* Stops if needed and frees. Accepts NULL. */
