@@ -57,11 +57,19 @@ typedef struct commit {
 	tl_errmsg err;
 } commit;
 
-/* A batch in the sender's window. */
+/* A batch in the sender's window (listed, since a closed sender drops them without callbacks). */
 typedef struct flight {
 	ag_pipeline *p;
 	uint32_t nspans;
+	struct flight *prev, *next;
 } flight;
+
+/*
+ * Spool bytes a record may take beyond its own: the Record framing and time
+ * (24 bytes at most) plus, if it travels alone, the Batch's agent id and
+ * sequence (30) and the spool's header (8).
+ */
+#define SPOOL_OVERHEAD 64
 
 struct ag_pipeline {
 	uv_loop_t *loop;
@@ -77,7 +85,7 @@ struct ag_pipeline {
 	ag_spool_done *done; /* acknowledged / refused batches to remove in the next commit */
 	size_t ndone, done_cap;
 	bool sync_due, dirty, backoff;
-	unsigned in_flight;
+	flight *flights; /* in the sender's window */
 	uv_timer_t tick, sync_timer;
 	int timers_open;
 	bool accepting, closing;
@@ -126,8 +134,13 @@ static void batch_done(void *ud, uint64_t seq, ag_ack ack, const char *msg)
 	flight *f = ud;
 	ag_pipeline *p = f->p;
 	uint32_t nspans = f->nspans;
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+		p->flights = f->next;
+	if (f->next != NULL)
+		f->next->prev = f->prev;
 	free(f);
-	p->in_flight--;
 	if (p->ndone == p->done_cap) {
 		size_t cap = p->done_cap ? p->done_cap * 2 : 64;
 		ag_spool_done *d = realloc(p->done, cap * sizeof(*d));
@@ -154,7 +167,7 @@ static void batch_done(void *ud, uint64_t seq, ag_ack ack, const char *msg)
 /* Gives one batch to the sender (taking data). Returns 0 or the sender's error (data kept by the caller). */
 static int send_one(ag_pipeline *p, uint64_t seq, uint8_t *data, size_t len, uint32_t nspans)
 {
-	flight *f = malloc(sizeof(*f));
+	flight *f = calloc(1, sizeof(*f));
 	if (f == NULL)
 		return -ENOMEM;
 	f->p = p;
@@ -164,7 +177,10 @@ static int send_one(ag_pipeline *p, uint64_t seq, uint8_t *data, size_t len, uin
 		free(f);
 		return rc;
 	}
-	p->in_flight++;
+	f->next = p->flights;
+	if (p->flights != NULL)
+		p->flights->prev = f;
+	p->flights = f;
 	p->sent_upto = seq;
 	return 0;
 }
@@ -263,6 +279,11 @@ static void free_commit(commit *c)
 static void maybe_free(ag_pipeline *p)
 {
 	if (p->closing && p->running == NULL && p->timers_open == 0) {
+		while (p->flights != NULL) {
+			flight *f = p->flights;
+			p->flights = f->next;
+			free(f);
+		}
 		free_done(p->done, p->ndone);
 		free(p);
 	}
@@ -483,12 +504,13 @@ int ag_pipeline_submit(ag_pipeline *p, uint8_t *data, size_t len, size_t nspans,
 {
 	if (p->closing || !p->accepting)
 		return TL_ECLOSED;
-	size_t need = len + AG_SPOOL_HDR;
+	size_t need = len + SPOOL_OVERHEAD;
 	if (need > p->o.spool_max_bytes)
 		return TL_ELIMIT;
 	ag_spool_info in;
 	ag_spool_info_get(p->spool, &in);
-	if (in.bytes + in.dead_bytes + p->st.pending_bytes + need > p->o.spool_max_bytes)
+	size_t pending = p->st.pending_bytes + p->st.pending_records * SPOOL_OVERHEAD;
+	if (in.bytes + in.dead_bytes + pending + need > p->o.spool_max_bytes)
 		return TL_EFULL;
 	if (p->st.pending_bytes + len > p->o.max_pending_bytes && p->st.pending_records > 0)
 		return -ENOBUFS;
