@@ -12,12 +12,14 @@
 #include "tl_arena.h"
 #include "tl_otlp.h"
 #include "tl_pb.h"
+#include "tl_time.h"
 
 #include <criterion/criterion.h>
 #include <ftw.h>
 #include <lmdb.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -841,5 +843,74 @@ Test(store, end_to_end_intake_and_query)
 	co_intake_free(in);
 	co_query_free(q);
 	co_writer_free(w);
+	co_store_close(s);
+}
+
+/* ---- the writer's periodic fsync (--fsync DURATION) ---- */
+
+typedef struct sync_req {
+	co_write_req r;
+	pthread_mutex_t mu;
+	int rc;
+	bool done;
+} sync_req;
+
+static void sync_req_done(co_write_req *r, int rc)
+{
+	sync_req *s = (sync_req *)r;
+	pthread_mutex_lock(&s->mu);
+	s->rc = rc;
+	s->done = true;
+	pthread_mutex_unlock(&s->mu);
+}
+
+static bool sync_req_finished(sync_req *s)
+{
+	pthread_mutex_lock(&s->mu);
+	bool d = s->done;
+	pthread_mutex_unlock(&s->mu);
+	return d;
+}
+
+Test(store, writer_fsyncs_periodically_without_per_commit_sync)
+{
+	co_store_opts o = {.dir = dir, .no_sync = true};
+	co_store *s = NULL;
+	tl_errmsg err = {{0}};
+	cr_assert_eq(co_store_open(&o, &s, &err), 0, "%s", err.msg);
+	co_writer_opts wo = {.sync_ms = 30};
+	co_writer *w;
+	cr_assert_eq(co_writer_start(s, &wo, &w), 0);
+	uint64_t syncs, fails;
+	co_writer_sync_stats(w, &syncs, &fails);
+	cr_assert_eq(syncs, 0, "nothing written, nothing to sync");
+
+	sync_req rq = {.r = {.bytes = 1, .done = sync_req_done}};
+	pthread_mutex_init(&rq.mu, NULL);
+	rq.r.batch = *big_batch(9, 1, 2, 3);
+	cr_assert_eq(co_writer_submit(w, &rq.r), 0);
+	uint64_t deadline = tl_mono_ns() + 5 * TL_NS_PER_S;
+	while (!sync_req_finished(&rq) && tl_mono_ns() < deadline)
+		usleep(1000);
+	cr_assert(sync_req_finished(&rq), "the commit completed");
+	cr_assert_eq(rq.rc, 0);
+	cr_assert_eq(rq.r.batch.status, CO_BATCH_OK);
+	/* One fsync follows within the interval, then none while nothing new is written. */
+	while (tl_mono_ns() < deadline) {
+		co_writer_sync_stats(w, &syncs, &fails);
+		if (syncs > 0)
+			break;
+		usleep(1000);
+	}
+	cr_assert_eq(syncs, 1, "one fsync after the commit, got %llu", (unsigned long long)syncs);
+	cr_assert_eq(fails, 0);
+	usleep(120 * 1000);
+	co_writer_sync_stats(w, &syncs, &fails);
+	cr_assert_eq(syncs, 1, "idle: no further fsync, got %llu", (unsigned long long)syncs);
+	co_writer_free(w);
+	pthread_mutex_destroy(&rq.mu);
+	co_store_counts c;
+	cr_assert_eq(co_store_counts_get(s, &c), 0);
+	cr_assert_eq(c.chunks, 2, "the batch's two traces are stored");
 	co_store_close(s);
 }
