@@ -99,6 +99,13 @@ static void all_closed(void *ud)
 	(void)ud;
 }
 
+/* The pipeline has answered every request it held: now the HTTP server can go. */
+static void pipeline_closed(void *ud)
+{
+	agent *a = ud;
+	ag_receiver_close(a->receiver, all_closed, a);
+}
+
 static void shutdown_now(agent *a)
 {
 	uv_timer_stop(&a->drain);
@@ -106,10 +113,9 @@ static void shutdown_now(agent *a)
 	uv_close((uv_handle_t *)&a->sigterm, NULL);
 	uv_close((uv_handle_t *)&a->sigint, NULL);
 	/* Sender first (its callbacks point into the pipeline), then the pipeline answers what is
-	 * left with 503, then the HTTP server goes. */
+	 * left (503, or 200 for a commit that was running and succeeded), then the HTTP server goes. */
 	ag_sender_close(a->sender);
-	ag_pipeline_close(a->pipeline);
-	ag_receiver_close(a->receiver, all_closed, a);
+	ag_pipeline_close(a->pipeline, pipeline_closed, a);
 }
 
 static void drain_tick(uv_timer_t *t)
@@ -305,7 +311,7 @@ int main(int argc, char **argv)
 	if ((rc = ag_receiver_new(&a.loop, &ro, a.pipeline, a.sender, &a.receiver)) != 0) {
 		fprintf(stderr, "threadline-agent: --http %s: %s\n", ro.listen, tl_strerror(rc));
 		ag_sender_close(a.sender);
-		ag_pipeline_close(a.pipeline);
+		ag_pipeline_close(a.pipeline, NULL, NULL);
 		uv_run(&a.loop, UV_RUN_DEFAULT);
 		uv_loop_close(&a.loop);
 		ag_spool_close(a.spool);

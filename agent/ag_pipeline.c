@@ -51,7 +51,6 @@ typedef struct commit {
 	ag_spool_done *done;
 	size_t ndone;
 	bool sync;
-	bool orphaned; /* the pipeline closed while it ran */
 	int rc;
 	int sync_rc;
 	tl_errmsg err;
@@ -89,6 +88,8 @@ struct ag_pipeline {
 	uv_timer_t tick, sync_timer;
 	int timers_open;
 	bool accepting, closing;
+	void (*closed_cb)(void *ud);
+	void *closed_ud;
 	ag_pipeline_stats st;
 };
 
@@ -285,7 +286,11 @@ static void maybe_free(ag_pipeline *p)
 			free(f);
 		}
 		free_done(p->done, p->ndone);
+		void (*cb)(void *) = p->closed_cb;
+		void *ud = p->closed_ud;
 		free(p);
+		if (cb != NULL)
+			cb(ud);
 	}
 }
 
@@ -349,12 +354,9 @@ static void commit_after(uv_work_t *req, int status)
 			c->done[i].reason = NULL;
 		}
 	}
-	if (!c->orphaned) {
-		ag_pipeline_stats *st = &p->st;
-		st->pending_bytes -= c->bytes;
-		for (entry *e = c->entries; e != NULL; e = e->next)
-			st->pending_records--;
-	}
+	p->st.pending_bytes -= c->bytes;
+	for (entry *e = c->entries; e != NULL; e = e->next)
+		p->st.pending_records--;
 	free_commit(c);
 	if (p->closing) {
 		maybe_free(p);
@@ -563,11 +565,16 @@ static void timer_closed(uv_handle_t *h)
 	maybe_free(p);
 }
 
-void ag_pipeline_close(ag_pipeline *p)
+void ag_pipeline_close(ag_pipeline *p, void (*cb)(void *ud), void *ud)
 {
-	if (p == NULL)
+	if (p == NULL) {
+		if (cb != NULL)
+			cb(ud);
 		return;
+	}
 	p->closing = true;
+	p->closed_cb = cb;
+	p->closed_ud = ud;
 	while (p->wait_head != NULL) {
 		entry *e = p->wait_head;
 		p->wait_head = e->next;
@@ -576,13 +583,12 @@ void ag_pipeline_close(ag_pipeline *p)
 		free(e);
 	}
 	p->wait_tail = NULL;
-	if (p->running != NULL) {
-		/* It cannot be stopped once started; its records are answered now, and it frees itself. */
-		p->running->orphaned = true;
+	/* A commit not yet started is cancelled and its records were not kept. One already running
+	 * cannot be stopped: its records are answered with its outcome when it ends. */
+	if (p->running != NULL && uv_cancel((uv_req_t *)&p->running->req) == 0) {
+		p->running->rc = tl_errf(&p->running->err, TL_ECLOSED, "agent is shutting down");
 		for (entry *e = p->running->entries; e != NULL; e = e->next)
 			answer(e, TL_ECLOSED, "agent is shutting down");
-		if (uv_cancel((uv_req_t *)&p->running->req) == 0)
-			p->running->rc = tl_errf(&p->running->err, TL_ECLOSED, "agent is shutting down");
 	}
 	uv_close((uv_handle_t *)&p->tick, timer_closed);
 	uv_close((uv_handle_t *)&p->sync_timer, timer_closed);

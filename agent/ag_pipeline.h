@@ -93,11 +93,15 @@ typedef struct ag_pipeline_stats {
 void ag_pipeline_stats_get(const ag_pipeline *p, ag_pipeline_stats *out);
 
 /*
- * Stops: records not yet committed get TL_ECLOSED (one in a running commit
- * is answered when it ends). Close the sender first: its callbacks refer to
- * the pipeline. Frees p once its timers are closed and no commit runs; the
- * spool may be closed after the loop has run to completion. Accepts NULL.
+ * Stops. Records waiting for a commit (and those of a commit not yet
+ * started) get TL_ECLOSED now: none of them was kept. Records of a commit
+ * already running get its outcome when it ends (0: they are in the spool),
+ * so a 503 never hides spans that were kept. Close the sender first: its
+ * callbacks refer to the pipeline. cb(ud) (may be NULL) runs on the loop
+ * once every record has been answered and p is freed; whatever the done
+ * callbacks use must live until then. The spool may be closed after that.
+ * Accepts NULL (cb runs at once).
  */
-void ag_pipeline_close(ag_pipeline *p);
+void ag_pipeline_close(ag_pipeline *p, void (*cb)(void *ud), void *ud);
 
 #endif

@@ -352,6 +352,13 @@ int ag_spool_write(ag_spool *s, const ag_spool_put *puts, size_t nputs, const ag
                    ag_spool_delta *delta, tl_errmsg *err)
 {
 	ag_spool_delta d = {0};
+	pthread_mutex_lock(&s->mu);
+	uint64_t next_seq = s->info.next_seq;
+	pthread_mutex_unlock(&s->mu);
+	/* A reused sequence number would be dropped by the collector as a duplicate: refuse it. */
+	if (nputs > 0 && puts[0].seq < next_seq)
+		return tl_errf(err, TL_EINVALID, "spool: batch seq %llu is below the next sequence number %llu",
+		               (unsigned long long)puts[0].seq, (unsigned long long)next_seq);
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
 	if (rc != 0)
