@@ -818,3 +818,173 @@ int tk_stack_trace_show(const tk_stack *s, const char *trace_hex, bool json, tk_
 	                "show",      (char *)trace_hex, json ? "--json" : NULL,   NULL};
 	return tk_run(argv, 20000, out);
 }
+
+/* ---- one daemon of a stack at a time; metrics; memory ---- */
+
+static size_t count_substr(const char *text, const char *needle)
+{
+	size_t n = 0, nl = strlen(needle);
+	if (text == NULL || nl == 0)
+		return 0;
+	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + nl, needle))
+		n++;
+	return n;
+}
+
+size_t tk_log_count(const tk_proc *p, const char *needle)
+{
+	char *log = tk_read_file(p->err_path, NULL);
+	size_t n = count_substr(log, needle);
+	free(log);
+	return n;
+}
+
+/* Size of a file, 0 when missing. */
+static size_t file_size(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (size_t)sb.st_size : 0;
+}
+
+/* True if what was appended to path after offset says a port was taken. */
+static bool port_clash_since(const char *path, size_t offset)
+{
+	size_t len = 0;
+	char *log = tk_read_file(path, &len);
+	bool clash = log != NULL && offset <= len &&
+	             (strstr(log + offset, "in use") != NULL || strstr(log + offset, "EADDRINUSE") != NULL);
+	free(log);
+	return clash;
+}
+
+/*
+ * Spawns p (named name, in s->dir) and waits for one more line containing
+ * ready than its stderr file held before. Retries while the port is taken.
+ */
+static int start_daemon(tk_stack *s, tk_proc *p, const char *name, char *const argv[], const char *ready,
+                        int timeout_ms, char *why, size_t cap)
+{
+	if (tk_alive(p)) {
+		snprintf(why, cap, "%s is still running (pid %d)", name, (int)p->pid);
+		return TL_EINVALID;
+	}
+	int64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		char err_path[TK_PATH_MAX + 80];
+		snprintf(err_path, sizeof(err_path), "%s/%s.err", s->dir, name);
+		size_t offset = file_size(err_path);
+		char *log = tk_read_file(err_path, NULL);
+		size_t before = count_substr(log, ready);
+		free(log);
+		int rc = tk_spawn(p, s->dir, name, argv);
+		if (rc != 0) {
+			snprintf(why, cap, "spawn %s: %s", argv[0], tl_strerror(rc));
+			return rc;
+		}
+		for (;;) {
+			if (tk_log_count(p, ready) > before)
+				return 0;
+			if (!tk_alive(p))
+				break;
+			if (now_ms() >= deadline) {
+				tk_kill(p);
+				snprintf(why, cap, "%s not ready after %d ms", name, timeout_ms);
+				return TL_ETIMEOUT;
+			}
+			sleep_ms(20);
+		}
+		if (tk_log_count(p, ready) > before)
+			return 0; /* ready, then exited: let the caller see the exit */
+		if (!port_clash_since(err_path, offset) || now_ms() >= deadline) {
+			snprintf(why, cap, "%s exited before it was ready (exit %d, wait status 0x%x)", name,
+			         tk_exit_code(p), p->status);
+			return -ECHILD;
+		}
+		sleep_ms(100);
+	}
+}
+
+int tk_stack_start_collector(tk_stack *s, char *const extra_args[], int timeout_ms, char *why, size_t cap)
+{
+	const char *col = tk_bin(TK_ENV_COLLECTOR);
+	if (col == NULL) {
+		snprintf(why, cap, "%s not set (run through meson test)", TK_ENV_COLLECTOR);
+		return TL_EUSAGE;
+	}
+	char data[TK_PATH_MAX + 16], listen[64];
+	snprintf(data, sizeof(data), "%s/data", s->dir);
+	snprintf(listen, sizeof(listen), "tcp://127.0.0.1:%d", s->intake_port);
+	char *argv[64] = {(char *)col, "--data", data, "--listen", listen, "--query", s->collector_url};
+	size_t n = 7;
+	for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 63; i++)
+		argv[n++] = extra_args[i];
+	argv[n] = NULL;
+	return start_daemon(s, &s->collector, "collector", argv, "event=collector.ready", timeout_ms, why, cap);
+}
+
+int tk_stack_start_agent(tk_stack *s, char *const extra_args[], int timeout_ms, char *why, size_t cap)
+{
+	const char *agent = tk_bin(TK_ENV_AGENT);
+	if (agent == NULL) {
+		snprintf(why, cap, "%s not set (run through meson test)", TK_ENV_AGENT);
+		return TL_EUSAGE;
+	}
+	char spool[TK_PATH_MAX + 16], http[64], intake[64];
+	snprintf(spool, sizeof(spool), "%s/spool", s->dir);
+	snprintf(intake, sizeof(intake), "tcp://127.0.0.1:%d", s->intake_port);
+	snprintf(http, sizeof(http), "127.0.0.1:%d", s->http_port);
+	char *argv[64] = {(char *)agent, "--collector", intake, "--http", http, "--spool", spool};
+	size_t n = 7;
+	for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 63; i++)
+		argv[n++] = extra_args[i];
+	argv[n] = NULL;
+	return start_daemon(s, &s->agent, "agent", argv, "event=agent.ready", timeout_ms, why, cap);
+}
+
+int tk_metric_parse(const char *text, const char *series, double *value)
+{
+	size_t sl = strlen(series);
+	for (const char *line = text; line != NULL && *line != '\0';) {
+		const char *eol = strchr(line, '\n');
+		if (strncmp(line, series, sl) == 0 && line[sl] == ' ') {
+			char *end;
+			errno = 0;
+			double v = strtod(line + sl + 1, &end);
+			if (errno != 0 || end == line + sl + 1 || (*end != '\n' && *end != '\0' && *end != ' '))
+				return TL_EPARSE;
+			*value = v;
+			return 0;
+		}
+		line = eol != NULL ? eol + 1 : NULL;
+	}
+	return TL_ENOTFOUND;
+}
+
+int tk_metric(int port, const char *series, double *value)
+{
+	tk_http_resp r;
+	int rc = tk_http(port, "GET", "/metrics", NULL, 0, NULL, 0, 10000, &r);
+	if (rc != 0)
+		return rc;
+	rc = r.status == 200 ? tk_metric_parse(r.body, series, value) : TL_EPROTO;
+	tk_http_resp_fini(&r);
+	return rc;
+}
+
+int tk_rss_anon(pid_t pid, size_t *bytes)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	char *st = tk_read_file(path, NULL);
+	if (st == NULL)
+		return -errno;
+	int rc = TL_ENOTFOUND;
+	const char *p = strstr(st, "\nRssAnon:");
+	unsigned long long kib;
+	if (p != NULL && sscanf(p + 9, " %llu kB", &kib) == 1) {
+		*bytes = (size_t)kib * 1024;
+		rc = 0;
+	}
+	free(st);
+	return rc;
+}

@@ -233,4 +233,50 @@ int tk_stack_trace_show(const tk_stack *s, const char *trace_hex, bool json, tk_
 /* Path of a binary from its env var (TK_ENV_*), or NULL if unset. */
 const char *tk_bin(const char *env);
 
+/* ---- one daemon of a stack at a time; metrics; memory (issue 3) ---- */
+
+/*
+ * Starts s's collector again on the same data dir and ports, e.g. after
+ * tk_kill(&s->collector) or tk_stop(): s must come from a successful
+ * tk_stack_start() and s->collector must not be running. extra_args
+ * (NULL-terminated, may be NULL; borrowed) are appended to its argv. Its
+ * stderr file is appended to, so it waits for a ready line that was not
+ * there before; while the old process's port is still held it retries for
+ * up to timeout_ms. Returns 0, or an error with a reason in why (cap bytes).
+ */
+int tk_stack_start_collector(tk_stack *s, char *const extra_args[], int timeout_ms, char *why, size_t cap);
+
+/*
+ * The same for the agent, on the same spool dir and HTTP port, pointed at
+ * the same collector. extra_args are the agent's (pass the ones the stack
+ * was started with to get the same configuration).
+ */
+int tk_stack_start_agent(tk_stack *s, char *const extra_args[], int timeout_ms, char *why, size_t cap);
+
+/* Number of lines of p's stderr that contain needle (0 when it cannot be read). */
+size_t tk_log_count(const tk_proc *p, const char *needle);
+
+/*
+ * Finds a sample in Prometheus text: the first line that starts with series
+ * (name and labels exactly as printed, e.g. foo_total{reason="x"}) followed
+ * by a space, and parses its value. text is borrowed. Returns 0,
+ * TL_ENOTFOUND if no line matches, or TL_EPARSE for an unreadable value.
+ */
+int tk_metric_parse(const char *text, const char *series, double *value);
+
+/*
+ * GET /metrics from 127.0.0.1:port (fresh connection, timeout 10 s) and
+ * tk_metric_parse() on the body. Returns 0, TL_ENOTFOUND, TL_EPARSE, TL_EPROTO
+ * when the status is not 200, or the HTTP client's error.
+ */
+int tk_metric(int port, const char *series, double *value);
+
+/*
+ * RssAnon of a running process (anonymous resident memory: heap, stacks;
+ * not file-backed maps such as an LMDB environment) in bytes, from
+ * /proc/PID/status. Returns 0, -errno, or TL_ENOTFOUND when the field is
+ * missing.
+ */
+int tk_rss_anon(pid_t pid, size_t *bytes);
+
 #endif
