@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,8 @@ static const char usage[] =
         "  --collector URL          collector intake (default tcp://127.0.0.1:7411)\n"
         "  --http HOST:PORT         OTLP/HTTP listen address (default 127.0.0.1:4318)\n"
         "  --spool DIR              spool directory, created if missing (default threadline-spool)\n"
-        "  --spool-max-bytes N      bound on spooled bytes; past it, 429 (default 1GiB)\n"
+        "  --spool-max-bytes N      bound on spooled bytes; past it, 429 (default 1GiB); the spool\n"
+        "                           reserves 1.5 x N + 4MiB of disk at start\n"
         "  --fsync always|DUR       always: fsync every group commit (default); a duration such\n"
         "                           as 100ms: fsync that often (a power loss can lose that much)\n"
         "  --window N               batches in flight to the collector (default 4)\n"
@@ -289,6 +291,8 @@ int main(int argc, char **argv)
 	agent a;
 	memset(&a, 0, sizeof(a));
 	a.drain_timeout_ms = drain_ms;
+	/* A file-size limit (ulimit -f) must fail a write with EFBIG (a clear error), not kill the agent. */
+	signal(SIGXFSZ, SIG_IGN);
 	tl_errmsg err = {{0}};
 	int rc = ag_spool_open(&sp, &a.spool, &err);
 	if (rc != 0) {
@@ -322,6 +326,7 @@ int main(int argc, char **argv)
 	a.sigterm.data = a.sigint.data = &a;
 	uv_signal_start(&a.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a.sigint, on_signal, SIGINT);
+
 	uv_timer_init(&a.loop, &a.drain);
 	a.drain.data = &a;
 	char idhex[33];
@@ -330,9 +335,10 @@ int main(int argc, char **argv)
 	ag_spool_info_get(a.spool, &in);
 	tl_log(TL_LOG_INFO, "agent.ready",
 	       "http=%s port=%d collector=%s agent_id=%s spool=%s spooled_batches=%zu spooled_spans=%llu "
-	       "dead_batches=%zu fsync=%s",
+	       "dead_batches=%zu fsync=%s disk_reserved=%s",
 	       ro.listen, ag_receiver_port(a.receiver), so.collector_url, idhex, sp.dir, in.batches,
-	       (unsigned long long)in.spans, in.dead_batches, sp.sync_each_commit ? "always" : "periodic");
+	       (unsigned long long)in.spans, in.dead_batches, sp.sync_each_commit ? "always" : "periodic",
+	       ag_spool_reserved(a.spool) ? "true" : "false");
 	uv_run(&a.loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(&a.loop);
 	ag_spool_close(a.spool);

@@ -13,6 +13,7 @@
 #include "ag_pipeline.h"
 
 #include "tl_error.h"
+#include "tl_log.h"
 #include "tl_pb.h"
 #include "tl_time.h"
 
@@ -90,6 +91,7 @@ struct ag_pipeline {
 	bool accepting, closing;
 	void (*closed_cb)(void *ud);
 	void *closed_ud;
+	uint64_t last_error_log_ns;
 	ag_pipeline_stats st;
 };
 
@@ -267,6 +269,14 @@ static void commit_work(uv_work_t *req)
 		c->sync_rc = ag_spool_sync(p->spool);
 }
 
+static size_t count_entries(const entry *e)
+{
+	size_t n = 0;
+	for (; e != NULL; e = e->next)
+		n++;
+	return n;
+}
+
 static void free_commit(commit *c)
 {
 	for (size_t i = 0; i < c->nb; i++)
@@ -333,6 +343,13 @@ static void commit_after(uv_work_t *req, int status)
 	} else {
 		p->st.commit_errors++;
 		p->backoff = true;
+		/* At most one line per 10 s: a full disk must not flood the log. */
+		uint64_t now = tl_mono_ns();
+		if (p->last_error_log_ns == 0 || now - p->last_error_log_ns >= 10 * TL_NS_PER_S) {
+			tl_log(TL_LOG_ERROR, "spool.commit_failed", "err=\"%s\" records=%zu failures_total=%llu",
+			       c->err.msg, count_entries(c->entries), (unsigned long long)p->st.commit_errors);
+			p->last_error_log_ns = now;
+		}
 		if (c->sync)
 			p->sync_due = true;
 		for (entry *e = c->entries; e != NULL; e = e->next) {

@@ -26,14 +26,20 @@
 #define FORMAT 1
 #define F_REASON 1
 #define MAX_REASON 1024
-/* Slack above max_bytes for LMDB's own pages: branch pages, the free list and pages a reader still holds. */
-#define MAP_SLACK (64u << 20)
+/*
+ * Room above max_bytes for LMDB's own pages (branch pages, the free list,
+ * pages a reader still holds): half of max_bytes more, plus 4 MiB. Removing
+ * acknowledged batches needs a few free pages; because appends stop at
+ * max_bytes, the map always has them.
+ */
+#define MAP_SLACK ((size_t)4 << 20)
 
 struct ag_spool {
 	MDB_env *env;
 	MDB_dbi meta, batches, dead;
 	bool sync_each_commit;
 	int lock_fd;
+	bool reserved; /* the map's disk space is allocated */
 	uint8_t agent_id[16];
 	pthread_mutex_t mu; /* guards info */
 	ag_spool_info info;
@@ -131,6 +137,35 @@ static int mkdir_p(const char *path)
 	if (mkdir(buf, 0750) != 0 && errno != EEXIST)
 		return -errno;
 	return 0;
+}
+
+/*
+ * Reserves the whole map on disk (fallocate), so a disk that fills up later
+ * cannot fail a spool commit, and above all cannot stop the removal of
+ * acknowledged batches (which needs a few new pages): a full disk would
+ * otherwise keep a full spool full. Filesystems without fallocate are used
+ * as they are (s->reserved stays false).
+ */
+static int reserve(ag_spool *s, const char *dir, size_t max, tl_errmsg *err)
+{
+	MDB_envinfo ei;
+	int fd;
+	int rc = mdb_env_info(s->env, &ei);
+	if (rc == 0)
+		rc = mdb_env_get_fd(s->env, &fd);
+	if (rc != 0)
+		return lmdb_fail(err, "env info", rc);
+	if (fallocate(fd, 0, 0, (off_t)ei.me_mapsize) == 0) {
+		s->reserved = true;
+		return 0;
+	}
+	int e = errno;
+	if (e == EOPNOTSUPP || e == ENOSYS)
+		return 0;
+	return tl_errf(err, -e,
+	               "spool %s: cannot reserve %zu MiB of disk for a %zu MiB spool (--spool-max-bytes, plus room "
+	               "for LMDB): %s",
+	               dir, ei.me_mapsize >> 20, max >> 20, strerror(e));
 }
 
 /* Sums a database's values; live says whether spans count. */
@@ -233,7 +268,7 @@ int ag_spool_open(const ag_spool_opts *o, ag_spool **out, tl_errmsg *err)
 		return rc;
 	}
 	size_t max = o->max_bytes ? o->max_bytes : (size_t)1 << 30;
-	size_t map = max > SIZE_MAX / 2 - MAP_SLACK ? SIZE_MAX / 2 : max + max / 2 + MAP_SLACK;
+	size_t map = max > SIZE_MAX / 4 ? SIZE_MAX / 2 : max + max / 2 + MAP_SLACK;
 	unsigned flags = MDB_NOTLS | (o->sync_each_commit ? 0 : MDB_NOSYNC);
 	if ((rc = mdb_env_create(&s->env)) != 0 || (rc = mdb_env_set_maxdbs(s->env, 4)) != 0 ||
 	    (rc = mdb_env_set_mapsize(s->env, map)) != 0) {
@@ -243,6 +278,10 @@ int ag_spool_open(const ag_spool_opts *o, ag_spool **out, tl_errmsg *err)
 	}
 	if ((rc = mdb_env_open(s->env, o->dir, flags, 0640)) != 0) {
 		rc = tl_errf(err, tl_err_from_lmdb(rc), "spool %s: %s", o->dir, mdb_strerror(rc));
+		ag_spool_close(s);
+		return rc;
+	}
+	if ((rc = reserve(s, o->dir, max, err)) != 0) {
 		ag_spool_close(s);
 		return rc;
 	}
@@ -270,6 +309,11 @@ void ag_spool_close(ag_spool *s)
 		close(s->lock_fd); /* releases the flock */
 	pthread_mutex_destroy(&s->mu);
 	free(s);
+}
+
+bool ag_spool_reserved(const ag_spool *s)
+{
+	return s->reserved;
 }
 
 const uint8_t *ag_spool_agent_id(const ag_spool *s)

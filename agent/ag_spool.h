@@ -5,7 +5,8 @@
  * collector acknowledges it. It also keeps the agent's identity (a random
  * 16-byte id made on first open) and the next batch sequence number, so a
  * restarted agent resends what was not acknowledged under the same
- * (agent id, seq) and the collector drops what it already has.
+ * (agent id, seq) and the collector drops what it already has. Its disk
+ * space is reserved at open (see ag_spool_reserved).
  *
  * Databases: "meta" (agent_id, next_seq), "batches" (seq → batch, oldest
  * first, appended) and "dead" (seq → batch the collector refused for good,
@@ -45,6 +46,14 @@ int ag_spool_open(const ag_spool_opts *o, ag_spool **out, tl_errmsg *err);
 
 /* Closes the environment and releases the lock. Accepts NULL. */
 void ag_spool_close(ag_spool *s);
+
+/*
+ * True when the spool's disk space (max_bytes and LMDB's room, 1.5 x
+ * max_bytes + 4 MiB) is allocated up front, so a disk filling up later
+ * cannot fail it; false on filesystems without fallocate. ag_spool_open
+ * fails when the space cannot be reserved (ENOSPC, or a file-size limit).
+ */
+bool ag_spool_reserved(const ag_spool *s);
 
 /* The agent's persistent identity (16 bytes, valid until close). */
 const uint8_t *ag_spool_agent_id(const ag_spool *s);

@@ -159,6 +159,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN); /* a file-size limit fails the commit (no ack) instead of killing us */
 
 	tl_errmsg err = {{0}};
 	co_store *store = NULL;

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1187,5 +1188,76 @@ Test(durability, sigterm_drain, .timeout = 300)
 	wait_drained(60000);
 	stop_checked();
 	verify_store(s, "sigterm_drain");
+	stream_free(s);
+}
+
+/*
+ * The spool reserves its disk space at start (the map, 1.5 x
+ * --spool-max-bytes + 4 MiB), so a disk that fills up later cannot stop it,
+ * and above all cannot stop it from removing acknowledged batches (which
+ * needs a few new pages: without the reservation a full disk would keep a
+ * full spool full). A file-size limit (RLIMIT_FSIZE, like a small disk)
+ * below the reservation: the agent refuses to start and says why. Above it:
+ * the spool fills to its bound (429, never a failed write), drains, and
+ * takes requests again, without ever growing its file.
+ */
+Test(durability, spool_reserves_its_disk_space, .timeout = 300)
+{
+	start_stack("dur-disk", NULL);
+	tk_kill(&st.collector);
+	int rc = tk_stop(&st.agent, 10000);
+	must(rc == 0 && tk_exit_code(&st.agent) == 0, "agent did not stop cleanly before the restart");
+	char spool2[TK_PATH_MAX + 32];
+	snprintf(spool2, sizeof(spool2), "%s/spool-small-disk", st.dir);
+	struct rlimit old, lim;
+	must(getrlimit(RLIMIT_FSIZE, &old) == 0, "getrlimit: %s", strerror(errno));
+	lim = old;
+	lim.rlim_cur = 16 * MIB;
+	must(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit: %s", strerror(errno));
+	/* 128 MiB spool (the testkit's default) on a "16 MiB disk": refused at start. */
+	char *big[] = {"--spool", spool2, NULL};
+	char why[512] = "";
+	rc = tk_stack_start_agent(&st, big, START_MS, why, sizeof(why));
+	bool refused = rc != 0 && !tk_alive(&st.agent) && tk_exit_code(&st.agent) == 1 &&
+	               tk_log_contains(&st.agent, "cannot reserve");
+	/* 4 MiB spool (10 MiB reserved): starts. */
+	char *small[] = {"--spool", spool2, "--spool-max-bytes", "4MiB", NULL};
+	if (refused)
+		rc = tk_stack_start_agent(&st, small, START_MS, why, sizeof(why));
+	must(setrlimit(RLIMIT_FSIZE, &old) == 0, "restoring the file-size limit: %s", strerror(errno));
+	must(refused,
+	     "a 128 MiB spool under a 16 MiB file-size limit: start %s, exit %d, no 'cannot reserve' in its log",
+	     rc == 0 ? "succeeded" : "failed", tk_exit_code(&st.agent));
+	must(rc == 0, "a 4 MiB spool under a 16 MiB file-size limit did not start: %s (%s)", why, tl_strerror(rc));
+	must(tk_log_contains(&st.agent, "disk_reserved=true"), "the agent does not report its reserved disk");
+
+	stream *s = stream_new(120, 1000, 1); /* about 90 KiB per request */
+	size_t first429 = 0, i = 0;
+	for (; i < 100 && first429 == 0; i++) {
+		send_serial(s, st.http_port, i, i + 1);
+		must(s->reqs[i].status == 200 || s->reqs[i].status == 429,
+		     "request %zu filling a reserved spool: status %d, expected 200 or 429 (%s)", i, s->reqs[i].status,
+		     s->first_msg[s->reqs[i].status > 0 && s->reqs[i].status < 600 ? s->reqs[i].status : 0]);
+		if (s->reqs[i].status == 429)
+			first429 = i;
+	}
+	must(first429 > 0, "%s",
+	     s->reqs[0].status == 429 ? "the first request was refused"
+	                              : "100 requests of 90 KiB fit in a 4 MiB spool");
+	must(metric("threadline_agent_spool_commit_errors_total") == 0, "a spool write failed under the limit");
+	fprintf(stderr, "spool_reserves_its_disk_space: %zu requests answered 200, then 429 \"%s\"\n", first429,
+	        s->first_msg[429]);
+	restart_collector(NULL);
+	wait_drained(60000);
+	size_t again = i;
+	send_serial(s, st.http_port, again, again + 20);
+	for (size_t k = again; k < again + 20; k++)
+		must(s->reqs[k].status == 200, "after the spool drained, request %zu: status %d, expected 200", k,
+		     s->reqs[k].status);
+	wait_drained(60000);
+	must(metric("threadline_agent_spool_commit_errors_total") == 0, "a spool write failed under the limit");
+	stop_checked();
+	s->n = again + 20;
+	verify_store(s, "spool_reserves_its_disk_space");
 	stream_free(s);
 }

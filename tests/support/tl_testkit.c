@@ -740,8 +740,9 @@ static int start_once(tk_stack *s, char *const extra[], char *why, size_t cap)
 		return rc;
 	}
 
-	char *aargv[64] = {(char *)agent, "--collector", intake, "--http", http, "--spool", spool};
-	size_t n = 7;
+	char *aargv[64] = {(char *)agent, "--collector",       intake,      "--http", http, "--spool",
+	                   spool,         "--spool-max-bytes", TK_SPOOL_MAX};
+	size_t n = 9;
 	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
 		aargv[n++] = extra[i];
 	aargv[n] = NULL;
@@ -933,8 +934,9 @@ int tk_stack_start_agent(tk_stack *s, char *const extra_args[], int timeout_ms, 
 	snprintf(spool, sizeof(spool), "%s/spool", s->dir);
 	snprintf(intake, sizeof(intake), "tcp://127.0.0.1:%d", s->intake_port);
 	snprintf(http, sizeof(http), "127.0.0.1:%d", s->http_port);
-	char *argv[64] = {(char *)agent, "--collector", intake, "--http", http, "--spool", spool};
-	size_t n = 7;
+	char *argv[64] = {(char *)agent, "--collector",       intake,      "--http", http, "--spool",
+	                  spool,         "--spool-max-bytes", TK_SPOOL_MAX};
+	size_t n = 9;
 	for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 63; i++)
 		argv[n++] = extra_args[i];
 	argv[n] = NULL;

@@ -23,6 +23,12 @@
 
 #define TK_PATH_MAX 512
 
+/*
+ * The agents a tk_stack starts get this spool bound (extra args may set
+ * another): the spool reserves 1.5 times it on disk, and tests run two at a time.
+ */
+#define TK_SPOOL_MAX "128MiB"
+
 /* ---- files and directories ---- */
 
 /*

@@ -385,8 +385,7 @@ static void h_open(harness *h, const h_opts *ho)
 	ag_spool_opts so;
 	ag_spool_opts_default(&so);
 	so.dir = dir;
-	if (ho->spool_max)
-		so.max_bytes = ho->spool_max;
+	so.max_bytes = ho->spool_max ? ho->spool_max : (size_t)64 << 20; /* reserved on disk at open */
 	so.sync_each_commit = !ho->periodic;
 	tl_errmsg err = {{0}};
 	int rc = ag_spool_open(&so, &h->spool, &err);
@@ -410,10 +409,7 @@ static void h_open(harness *h, const h_opts *ho)
 		po.batch_max_bytes = ho->batch_max_bytes;
 	if (ho->max_pending)
 		po.max_pending_bytes = ho->max_pending;
-	if (ho->pipeline_spool_max)
-		po.spool_max_bytes = ho->pipeline_spool_max;
-	else if (ho->spool_max)
-		po.spool_max_bytes = ho->spool_max;
+	po.spool_max_bytes = ho->pipeline_spool_max ? ho->pipeline_spool_max : so.max_bytes;
 	if (ho->deadline_ms)
 		po.request_deadline_ms = ho->deadline_ms;
 	po.sync_interval_ms = ho->periodic ? ho->sync_ms : 0;

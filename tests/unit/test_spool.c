@@ -10,11 +10,14 @@
 #include "ag_spool.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <ftw.h>
 #include <lmdb.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -83,9 +86,10 @@ static ag_spool *open_at(const char *d, size_t max_bytes, bool sync_each)
 	return s;
 }
 
+/* 64 MiB: the spool reserves 1.5 times its bound on disk at open, and tests run two at a time. */
 static ag_spool *open_default(void)
 {
-	return open_at(dir, 0, true);
+	return open_at(dir, (size_t)64 << 20, true);
 }
 
 /* A deterministic payload for batch seq: its length and bytes depend on seq. */
@@ -849,5 +853,41 @@ Test(spool, a_seq_below_next_seq_is_refused_even_when_the_spool_is_empty)
 	assert_info_eq(&after, &before, "after the refused reuse");
 	free(p2);
 	ag_spool_close(s);
+	assert_no_leaks();
+}
+
+Test(spool, its_disk_space_is_reserved_at_open_or_the_open_fails)
+{
+	ag_spool *s = open_at(dir, (size_t)8 << 20, true);
+	cr_assert(ag_spool_reserved(s), "ext4/tmpfs support fallocate: the space must be reserved");
+	char path[128];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	struct stat sb;
+	cr_assert_eq(stat(path, &sb), 0);
+	size_t want = ((size_t)8 << 20) * 3 / 2 + ((size_t)4 << 20);
+	cr_assert_geq((size_t)sb.st_size, want, "data.mdb is %lld bytes, expected the whole map",
+	              (long long)sb.st_size);
+	cr_assert_geq((size_t)sb.st_blocks * 512, want, "data.mdb is sparse: %lld bytes allocated",
+	              (long long)sb.st_blocks * 512);
+	ag_spool_close(s);
+
+	/* A "disk" smaller than the reservation (a file-size limit): a clear error, not a spool that fails later. */
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit lim;
+	cr_assert_eq(getrlimit(RLIMIT_FSIZE, &lim), 0);
+	lim.rlim_cur = (rlim_t)4 << 20;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	char d2[128];
+	snprintf(d2, sizeof(d2), "%s/small-disk", dir);
+	ag_spool_opts o;
+	ag_spool_opts_default(&o);
+	o.dir = d2;
+	o.max_bytes = (size_t)8 << 20;
+	tl_errmsg err = {{0}};
+	ag_spool *s2 = NULL;
+	int rc = ag_spool_open(&o, &s2, &err);
+	cr_assert_eq(rc, -EFBIG, "open under a 4 MiB file-size limit: %s (%s)", tl_strerror(rc), err.msg);
+	cr_assert_null(s2);
+	cr_assert(strstr(err.msg, "cannot reserve 16 MiB of disk for a 8 MiB spool") != NULL, "message: %s", err.msg);
 	assert_no_leaks();
 }
