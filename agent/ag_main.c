@@ -299,6 +299,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "threadline-agent: --spool %s: %s\n", sp.dir, err.msg[0] ? err.msg : tl_strerror(rc));
 		return 1;
 	}
+	/* The thread pool runs only spool commits, one at a time: one thread (and one malloc arena
+	 * for the encoded batches) is enough. An explicit UV_THREADPOOL_SIZE wins. */
+	setenv("UV_THREADPOOL_SIZE", "1", 0);
 	uv_loop_init(&a.loop);
 	if ((rc = ag_sender_new(&a.loop, &so, &a.sender)) != 0) {
 		fprintf(stderr, "threadline-agent: --collector %s: %s\n", so.collector_url, tl_strerror(rc));
