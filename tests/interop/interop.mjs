@@ -237,6 +237,24 @@ function diff(where, exp, act, strict, out) {
   }
 }
 
+// A 200 from the agent means the spans are in its spool; they are in the collector once the
+// spool is empty again (threadline_agent_spool_batches 0). Waits up to 20 s for that.
+async function waitDelivered(httpPort) {
+  const deadline = Date.now() + 20000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const r = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
+    const text = await r.text();
+    const m = /^threadline_agent_spool_batches (\d+)$/m.exec(text);
+    const p = /^threadline_agent_pending_bytes (\d+)$/m.exec(text);
+    if (!m || !p) throw new Error('agent /metrics lacks threadline_agent_spool_batches or _pending_bytes');
+    if (m[1] === '0' && p[1] === '0') return;
+    last = `${m[1]} batches spooled, ${p[1]} bytes pending`;
+    await sleep(50);
+  }
+  throw new Error(`the agent did not deliver its spool within 20 s (${last})`);
+}
+
 function showTrace(collectorUrl, traceId) {
   const r = spawnSync(bins.cli, ['--collector', collectorUrl, 'trace', 'show', traceId, '--json'],
                       { encoding: 'utf8', timeout: 20000 });
@@ -397,7 +415,8 @@ try {
                                         '--listen', `tcp://127.0.0.1:${intake}`, '--query', collectorUrl]);
   await waitReady(collector, 'event=collector.ready', 15000);
   const agent = start('agent', [bins.agent, '--collector', `tcp://127.0.0.1:${intake}`,
-                                '--http', `127.0.0.1:${http}`, '--spool', path.join(tmpDir, 'spool')]);
+                                '--http', `127.0.0.1:${http}`, '--spool', path.join(tmpDir, 'spool'),
+                                '--spool-max-bytes', '64MiB']);
   await waitReady(agent, 'event=agent.ready', 15000);
 
   const sent = await sendTrace(http);
@@ -407,6 +426,7 @@ try {
   if (sent.results.length === 0) problems.push('the exporter never exported anything');
   for (const e of sent.flushErrors) problems.push(e);
 
+  await waitDelivered(http);
   for (const traceId of [sent.traceId, sent.linkedTraceId]) {
     const exp = expectedTrace(traceId, sent.spans);
     let got;
