@@ -23,6 +23,7 @@
 
 typedef struct entry {
 	struct entry *next;
+	ag_record_kind kind;
 	uint8_t *data;
 	size_t len;
 	size_t nspans;
@@ -217,9 +218,15 @@ static int encode(const uint8_t agent_id[16], wbatch *b)
 	for (size_t i = 0; i < b->n; i++, e = e->next) {
 		threadline__v1__record__init(&recs[i]);
 		recs[i].accepted_unix_nano = e->accepted_ns;
-		recs[i].body_case = THREADLINE__V1__RECORD__BODY_OTLP_TRACES;
-		recs[i].otlp_traces.data = e->data;
-		recs[i].otlp_traces.len = e->len;
+		if (e->kind == AG_RECORD_OPENLINEAGE) {
+			recs[i].body_case = THREADLINE__V1__RECORD__BODY_OPENLINEAGE_JSON;
+			recs[i].openlineage_json.data = e->data;
+			recs[i].openlineage_json.len = e->len;
+		} else {
+			recs[i].body_case = THREADLINE__V1__RECORD__BODY_OTLP_TRACES;
+			recs[i].otlp_traces.data = e->data;
+			recs[i].otlp_traces.len = e->len;
+		}
 		ptrs[i] = &recs[i];
 	}
 	tl_pb_batch bm;
@@ -329,6 +336,7 @@ static void commit_after(uv_work_t *req, int status)
 			if (e->cb != NULL) {
 				p->st.records_committed++;
 				p->st.spans_committed += e->nspans;
+				p->st.events_committed += e->kind == AG_RECORD_OPENLINEAGE;
 			}
 			answer(e, 0, "");
 		}
@@ -519,7 +527,8 @@ int ag_pipeline_new(uv_loop_t *loop, ag_spool *spool, ag_sender *sender, const a
 	return 0;
 }
 
-int ag_pipeline_submit(ag_pipeline *p, uint8_t *data, size_t len, size_t nspans, ag_done_cb cb, void *ud)
+int ag_pipeline_submit(ag_pipeline *p, ag_record_kind kind, uint8_t *data, size_t len, size_t nspans, ag_done_cb cb,
+                       void *ud)
 {
 	if (p->closing || !p->accepting)
 		return TL_ECLOSED;
@@ -536,6 +545,7 @@ int ag_pipeline_submit(ag_pipeline *p, uint8_t *data, size_t len, size_t nspans,
 	entry *e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return -ENOMEM;
+	e->kind = kind;
 	e->data = data;
 	e->len = len;
 	e->nspans = nspans;

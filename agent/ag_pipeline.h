@@ -56,14 +56,22 @@ typedef void (*ag_done_cb)(void *ud, int status, const char *msg);
  */
 int ag_pipeline_new(uv_loop_t *loop, ag_spool *spool, ag_sender *sender, const ag_pipeline_opts *o, ag_pipeline **out);
 
+/* What a record's bytes are (Record.body in wire.proto). */
+typedef enum ag_record_kind {
+	AG_RECORD_OTLP_TRACES = 0, /* an encoded ExportTraceServiceRequest */
+	AG_RECORD_OPENLINEAGE = 1, /* one OpenLineage event as JSON */
+} ag_record_kind;
+
 /*
- * Queues one encoded ExportTraceServiceRequest holding nspans spans. Takes
+ * Queues one record: an encoded ExportTraceServiceRequest holding nspans
+ * spans, or one OpenLineage event (nspans 0). Takes
  * ownership of data (malloc'd) on success; cb runs exactly once later.
  * Returns 0; TL_EFULL when the spool has no room for it now; TL_ELIMIT when
  * it is larger than the whole spool; -ENOBUFS over max_pending_bytes;
  * TL_ECLOSED once stopped. On error nothing is taken.
  */
-int ag_pipeline_submit(ag_pipeline *p, uint8_t *data, size_t len, size_t nspans, ag_done_cb cb, void *ud);
+int ag_pipeline_submit(ag_pipeline *p, ag_record_kind kind, uint8_t *data, size_t len, size_t nspans, ag_done_cb cb,
+                       void *ud);
 
 /* Refuses further submits (TL_ECLOSED); commits and sending go on. */
 void ag_pipeline_stop_accepting(ag_pipeline *p);
@@ -72,7 +80,8 @@ void ag_pipeline_stop_accepting(ag_pipeline *p);
 bool ag_pipeline_drained(const ag_pipeline *p);
 
 typedef struct ag_pipeline_stats {
-	uint64_t records_committed; /* requests answered 200 */
+	uint64_t records_committed; /* records committed to the spool (requests answered 200) */
+	uint64_t events_committed;  /* OpenLineage events among them */
 	uint64_t spans_committed;
 	uint64_t records_timed_out;
 	uint64_t records_failed; /* spool transaction failed */

@@ -302,7 +302,7 @@ static void handle_traces(ag_receiver *r, tl_http_req *req)
 	pd->nspans = kept;
 	pd->rejected = v.spans_rejected;
 	snprintf(pd->reject_msg, sizeof(pd->reject_msg), "%s", v.first_error.msg);
-	rc = ag_pipeline_submit(r->pipeline, packed, plen, kept, traces_done, pd);
+	rc = ag_pipeline_submit(r->pipeline, AG_RECORD_OTLP_TRACES, packed, plen, kept, traces_done, pd);
 	if (rc != 0) {
 		free(packed);
 		free(pd);

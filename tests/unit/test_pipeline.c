@@ -481,7 +481,7 @@ static int submit(harness *h, int i, size_t len, uint32_t nspans)
 	cr_assert_lt(i, MAXREC);
 	len_of[i] = len;
 	uint8_t *data = make_rec(i, len);
-	int rc = ag_pipeline_submit(h->p, data, len, nspans, on_done, (void *)(intptr_t)i);
+	int rc = ag_pipeline_submit(h->p, AG_RECORD_OTLP_TRACES, data, len, nspans, on_done, (void *)(intptr_t)i);
 	if (rc != 0)
 		free(data);
 	return rc;
