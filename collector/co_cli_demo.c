@@ -463,7 +463,8 @@ int co_cli_demo(co_cli *cli, int argc, char **argv, const char *argv0)
 	resp r = {0};
 
 	printf("Threadline demo — data dir %s\n\n", dir);
-	char *col_argv[] = {collector_bin, "--data", data, "--listen", listen, "--query", query, NULL};
+	char *col_argv[] = {collector_bin, "--data", data,     "--listen",    listen,
+	                    "--query",     query,    "--http", "127.0.0.1:0", NULL};
 	char *ag_argv[] = {agent_bin, "--collector", dial, "--http", http, "--spool", spool, NULL};
 	printf("1. Starting the collector (intake %s, query %s)\n", listen, query);
 	if (start(&col, col_argv) != 0 || wait_ready(&col, "collector.ready", 10000) != 0) {

@@ -5,6 +5,7 @@
  * order that keeps the promise "nothing acknowledged is lost": stop
  * receiving, let the writer commit and ack what it has, then close LMDB.
  */
+#include "co_http.h"
 #include "co_intake.h"
 #include "co_query.h"
 #include "co_store.h"
@@ -28,6 +29,8 @@ static const char USAGE[] =
         "  --data DIR          LMDB data directory (created if missing)\n"
         "  --listen URL        batch intake from agents (default tcp://0.0.0.0:7411)\n"
         "  --query URL         queries from the CLI (default tcp://127.0.0.1:7412)\n"
+        "  --http HOST:PORT    HTTP API: /api/v1/lineage (Marquez-compatible), /metrics, /healthz\n"
+        "                      (default 127.0.0.1:7413; 'off' disables it)\n"
         "  --map-size BYTES    initial LMDB map size, K/M/G/T suffixes allowed (default 1G; grows)\n"
         "  --fsync MODE        always: fsync every group commit before acking (default); a duration\n"
         "                      such as 100ms: fsync that often (a power loss can lose that much)\n"
@@ -92,15 +95,21 @@ static int usage_error(const char *fmt, const char *arg)
 int main(int argc, char **argv)
 {
 	const char *data = NULL, *listen = "tcp://0.0.0.0:7411", *query = "tcp://127.0.0.1:7412";
+	const char *http = "127.0.0.1:7413";
 	size_t map_size = (size_t)1 << 30;
 	int level = TL_LOG_INFO;
 	uint64_t sync_ms = 0;
-	enum { OPT_DATA = 1, OPT_LISTEN, OPT_QUERY, OPT_MAP, OPT_FSYNC, OPT_LEVEL, OPT_HELP };
+	enum { OPT_DATA = 1, OPT_LISTEN, OPT_QUERY, OPT_HTTP, OPT_MAP, OPT_FSYNC, OPT_LEVEL, OPT_HELP };
 	static const struct option opts[] = {
-	        {"data", required_argument, NULL, OPT_DATA},   {"listen", required_argument, NULL, OPT_LISTEN},
-	        {"query", required_argument, NULL, OPT_QUERY}, {"map-size", required_argument, NULL, OPT_MAP},
-	        {"fsync", required_argument, NULL, OPT_FSYNC}, {"log-level", required_argument, NULL, OPT_LEVEL},
-	        {"help", no_argument, NULL, OPT_HELP},         {NULL, 0, NULL, 0},
+	        {"data", required_argument, NULL, OPT_DATA},
+	        {"listen", required_argument, NULL, OPT_LISTEN},
+	        {"query", required_argument, NULL, OPT_QUERY},
+	        {"http", required_argument, NULL, OPT_HTTP},
+	        {"map-size", required_argument, NULL, OPT_MAP},
+	        {"fsync", required_argument, NULL, OPT_FSYNC},
+	        {"log-level", required_argument, NULL, OPT_LEVEL},
+	        {"help", no_argument, NULL, OPT_HELP},
+	        {NULL, 0, NULL, 0},
 	};
 	opterr = 0;
 	int ch;
@@ -114,6 +123,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_QUERY:
 			query = optarg;
+			break;
+		case OPT_HTTP:
+			http = strcmp(optarg, "off") == 0 ? NULL : optarg;
 			break;
 		case OPT_MAP:
 			if (parse_size(optarg, &map_size) != 0)
@@ -166,6 +178,7 @@ int main(int argc, char **argv)
 	co_writer *writer = NULL;
 	co_intake *intake = NULL;
 	co_query *qs = NULL;
+	co_http *hs = NULL;
 	int rc, exit_code = 1;
 	co_store_opts so = {.dir = data, .map_size = map_size, .no_sync = sync_ms > 0};
 	if ((rc = co_store_open(&so, &store, &err)) != 0) {
@@ -189,12 +202,20 @@ int main(int argc, char **argv)
 		tl_log(TL_LOG_ERROR, "collector.listen_failed", "query=%s err=\"%s\"", query, err.msg);
 		goto out;
 	}
+	if (http != NULL) {
+		co_http_opts ho = {.listen = http};
+		if ((rc = co_http_start(&ho, store, writer, &hs, &err)) != 0) {
+			tl_log(TL_LOG_ERROR, "collector.listen_failed", "http=%s err=\"%s\"", http, err.msg);
+			goto out;
+		}
+	}
 	char fsync_mode[32] = "always";
 	if (sync_ms > 0)
 		snprintf(fsync_mode, sizeof(fsync_mode), "%llums", (unsigned long long)sync_ms);
 	tl_log(TL_LOG_INFO, "collector.ready",
-	       "listen=%s query=%s listen_port=%d query_port=%d data=%s map_size=%zu fsync=%s", listen, query,
-	       co_intake_port(intake), co_query_port(qs), data, co_store_map_size(store), fsync_mode);
+	       "listen=%s query=%s listen_port=%d query_port=%d http_port=%d data=%s map_size=%zu fsync=%s", listen,
+	       query, co_intake_port(intake), co_query_port(qs), hs != NULL ? co_http_port(hs) : 0, data,
+	       co_store_map_size(store), fsync_mode);
 
 	int sig = 0;
 	while (sigwait(&sigs, &sig) != 0)
@@ -206,6 +227,7 @@ out:
 		co_intake_stop(intake); /* everything received is committed and acked */
 	if (writer != NULL)
 		co_writer_stop(writer);
+	co_http_stop(hs);
 	co_intake_free(intake);
 	co_query_free(qs);
 	co_writer_free(writer);

@@ -36,6 +36,8 @@ typedef Threadline__V1__Record tl_pb_record;
 typedef Threadline__V1__Batch tl_pb_batch;
 typedef Threadline__V1__Ack tl_pb_ack;
 typedef Threadline__V1__TraceGet tl_pb_trace_get;
+typedef Threadline__V1__LineageShow tl_pb_lineage_show;
+typedef Threadline__V1__LineageExplain tl_pb_lineage_explain;
 typedef Threadline__V1__QueryRequest tl_pb_query_req;
 typedef Threadline__V1__TraceResult tl_pb_trace_result;
 typedef Threadline__V1__QueryResponse tl_pb_query_resp;

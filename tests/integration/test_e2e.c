@@ -1284,6 +1284,44 @@ Test(e2e, healthz_and_keepalive)
 	stop_checked();
 }
 
+/* The collector's HTTP API (--http): health, metrics, and the Marquez lineage route's argument errors. */
+Test(e2e, collector_http_api)
+{
+	tk_http_resp r;
+	int rc = tk_http(st.api_port, "GET", "/healthz", NULL, 0, NULL, 0, 5000, &r);
+	must(rc == 0 && r.status == 200, "collector /healthz: %s, status %d", tl_strerror(rc), r.status);
+	tk_http_resp_fini(&r);
+
+	send_pb(mk_req(1, mk_rs(NULL, 0, 1,
+	                        mk_ss("s", "1", 1,
+	                              mk_span("aa112233445566778899aabbccddeeff", "0102030405060708", "", "one", 1, T0,
+	                                      T0 + MS)))));
+	wait_delivered();
+	rc = tk_http(st.api_port, "GET", "/metrics", NULL, 0, NULL, 0, 5000, &r);
+	must(rc == 0 && r.status == 200, "collector /metrics: %s, status %d", tl_strerror(rc), r.status);
+	must(strstr(r.body, "threadline_collector_store_entries{db=\"traces\"} 1\n") != NULL,
+	     "collector /metrics does not count the stored trace:\n%s", r.body);
+	must(strstr(r.body, "threadline_collector_http_requests_total{route=\"healthz\"} 1\n") != NULL,
+	     "collector /metrics does not count requests:\n%s", r.body);
+	tk_http_resp_fini(&r);
+
+	rc = tk_http(st.api_port, "GET", "/api/v1/lineage", NULL, 0, NULL, 0, 5000, &r);
+	must(rc == 0 && r.status == 400 && strstr(r.body, "nodeId is required") != NULL,
+	     "lineage without nodeId: status %d, body %s", r.status, r.body);
+	tk_http_resp_fini(&r);
+	rc = tk_http(st.api_port, "GET", "/api/v1/lineage?nodeId=dataset:a:b&depth=x", NULL, 0, NULL, 0, 5000, &r);
+	must(rc == 0 && r.status == 400 && strstr(r.body, "depth must be an integer") != NULL,
+	     "lineage with a bad depth: status %d, body %s", r.status, r.body);
+	tk_http_resp_fini(&r);
+	rc = tk_http(st.api_port, "POST", "/api/v1/lineage", NULL, 0, "{}", 2, 5000, &r);
+	must(rc == 0 && r.status == 405, "POST to the collector's lineage route: status %d", r.status);
+	tk_http_resp_fini(&r);
+	rc = tk_http(st.api_port, "GET", "/no/such/path", NULL, 0, NULL, 0, 5000, &r);
+	must(rc == 0 && r.status == 404, "collector unknown path: status %d", r.status);
+	tk_http_resp_fini(&r);
+	stop_checked();
+}
+
 #define TRACE_SPLIT "bef92f3577b34da6a3ce929d0e0e4736"
 
 Test(e2e, one_trace_in_two_requests)

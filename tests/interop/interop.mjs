@@ -412,7 +412,8 @@ try {
   fs.mkdirSync(path.join(tmpDir, 'data'));
   fs.mkdirSync(path.join(tmpDir, 'spool'));
   const collector = start('collector', [bins.collector, '--data', path.join(tmpDir, 'data'),
-                                        '--listen', `tcp://127.0.0.1:${intake}`, '--query', collectorUrl]);
+                                        '--listen', `tcp://127.0.0.1:${intake}`, '--query', collectorUrl,
+                                        '--http', '127.0.0.1:0']);
   await waitReady(collector, 'event=collector.ready', 15000);
   const agent = start('agent', [bins.agent, '--collector', `tcp://127.0.0.1:${intake}`,
                                 '--http', `127.0.0.1:${http}`, '--spool', path.join(tmpDir, 'spool'),

@@ -705,8 +705,8 @@ static int start_once(tk_stack *s, char *const extra[], char *why, size_t cap)
 		snprintf(why, cap, "%s or %s not set (run through meson test)", TK_ENV_COLLECTOR, TK_ENV_AGENT);
 		return TL_EUSAGE;
 	}
-	int ports[3];
-	for (int i = 0; i < 3; i++) {
+	int ports[4];
+	for (int i = 0; i < 4; i++) {
 		ports[i] = tk_free_port();
 		if (ports[i] < 0) {
 			snprintf(why, cap, "no free port: %s", strerror(-ports[i]));
@@ -716,6 +716,7 @@ static int start_once(tk_stack *s, char *const extra[], char *why, size_t cap)
 	s->intake_port = ports[0];
 	s->query_port = ports[1];
 	s->http_port = ports[2];
+	s->api_port = ports[3];
 	snprintf(s->collector_url, sizeof(s->collector_url), "tcp://127.0.0.1:%d", s->query_port);
 
 	char data[TK_PATH_MAX + 16], spool[TK_PATH_MAX + 16], listen[64], http[64], intake[64];
@@ -727,7 +728,10 @@ static int start_once(tk_stack *s, char *const extra[], char *why, size_t cap)
 	mkdir(data, 0700);
 	mkdir(spool, 0700);
 
-	char *cargv[] = {(char *)col, "--data", data, "--listen", listen, "--query", s->collector_url, NULL};
+	char api[64];
+	snprintf(api, sizeof(api), "127.0.0.1:%d", s->api_port);
+	char *cargv[] = {(char *)col, "--data",         data,     "--listen", listen,
+	                 "--query",   s->collector_url, "--http", api,        NULL};
 	int rc = tk_spawn(&s->collector, s->dir, "collector", cargv);
 	if (rc != 0) {
 		snprintf(why, cap, "spawn %s: %s", col, tl_strerror(rc));
@@ -915,8 +919,10 @@ int tk_stack_start_collector(tk_stack *s, char *const extra_args[], int timeout_
 	char data[TK_PATH_MAX + 16], listen[64];
 	snprintf(data, sizeof(data), "%s/data", s->dir);
 	snprintf(listen, sizeof(listen), "tcp://127.0.0.1:%d", s->intake_port);
-	char *argv[64] = {(char *)col, "--data", data, "--listen", listen, "--query", s->collector_url};
-	size_t n = 7;
+	char api[64];
+	snprintf(api, sizeof(api), "127.0.0.1:%d", s->api_port);
+	char *argv[64] = {(char *)col, "--data", data, "--listen", listen, "--query", s->collector_url, "--http", api};
+	size_t n = 9;
 	for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 63; i++)
 		argv[n++] = extra_args[i];
 	argv[n] = NULL;

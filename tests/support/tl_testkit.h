@@ -201,7 +201,8 @@ typedef struct tk_stack {
 	char dir[TK_PATH_MAX]; /* temp dir holding data/, spool/ and the logs */
 	int intake_port;
 	int query_port;
-	int http_port;
+	int http_port;          /* the agent's OTLP/HTTP port */
+	int api_port;           /* the collector's HTTP API (--http) */
 	char collector_url[64]; /* tcp://127.0.0.1:<query_port>, for the CLI */
 	tk_proc collector;
 	tk_proc agent;
