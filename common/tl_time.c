@@ -120,6 +120,14 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 	return era * 146097 + (int64_t)doe - 719468;
 }
 
+static int days_in_month(int y, int m)
+{
+	static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))
+		return 29;
+	return dim[m - 1];
+}
+
 static int parse_rfc3339(const char *s, uint64_t *out)
 {
 	const char *p = s;
@@ -158,13 +166,13 @@ static int parse_rfc3339(const char *s, uint64_t *out)
 		p++;
 	} else if (*p == '+' || *p == '-') {
 		int sign = *p++ == '-' ? -1 : 1, oh, om;
-		if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om))
+		if (digits(&p, 2, &oh) || *p++ != ':' || digits(&p, 2, &om) || oh > 23 || om > 59)
 			return TL_EPARSE;
 		off = sign * (oh * 3600 + om * 60);
 	} else if (*p != '\0') {
 		return TL_EPARSE;
 	}
-	if (*p != '\0' || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || mi > 59 || sec > 60)
+	if (*p != '\0' || M < 1 || M > 12 || D < 1 || D > days_in_month(Y, M) || h > 23 || mi > 59 || sec > 60)
 		return TL_EPARSE;
 	int64_t secs = days_from_civil(Y, (unsigned)M, (unsigned)D) * 86400 + h * 3600 + mi * 60 + sec - off;
 	if (secs < 0 || (uint64_t)secs > UINT64_MAX / TL_NS_PER_S - 1)
