@@ -19,6 +19,12 @@ static const char usage[] = "usage: threadline [--collector URL] [--timeout DUR]
                             "\n"
                             "Commands:\n"
                             "  trace show TRACE_ID [--json]   waterfall of one trace (critical path marked with *)\n"
+                            "  lineage show NODE [--upstream|--downstream] [--depth N] [--at TIME]\n"
+                            "               [--format text|json|dot|mermaid]   lineage graph around a node\n"
+                            "  lineage explain prediction:ID  the path from a prediction to its raw data, with each\n"
+                            "                                 run's state, trace and reproducibility record\n"
+                            "  emit lineage --job NS:NAME --event START|COMPLETE|FAIL [--run-id UUID] [--input ID]...\n"
+                            "               [--output ID]...  send an OpenLineage run event to the local agent\n"
                             "  demo [--keep]                  start a collector and an agent on a temporary data dir,\n"
                             "                                 send an ML pipeline trace, show it, stop everything\n"
                             "  version                        print the version\n"
@@ -84,6 +90,10 @@ int main(int argc, char **argv)
 	const char *cmd = argv[i];
 	if (strcmp(cmd, "trace") == 0)
 		return co_cli_trace(&cli, argc - i, argv + i);
+	if (strcmp(cmd, "lineage") == 0)
+		return co_cli_lineage(&cli, argc - i, argv + i);
+	if (strcmp(cmd, "emit") == 0)
+		return co_cli_emit(&cli, argc - i, argv + i);
 	if (strcmp(cmd, "demo") == 0)
 		return co_cli_demo(&cli, argc - i, argv + i, argv[0]);
 	if (strcmp(cmd, "version") == 0) {

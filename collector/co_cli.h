@@ -9,6 +9,7 @@
 #ifndef CO_CLI_H
 #define CO_CLI_H
 
+#include "tl_error.h"
 #include "tl_pb.h"
 
 #include <stdbool.h>
@@ -50,5 +51,71 @@ int co_cli_trace_root_cause(const tl_pb_trace_result *res, char *buf, size_t len
 
 /* `threadline demo`. Returns an exit code. */
 int co_cli_demo(co_cli *cli, int argc, char **argv, const char *argv0);
+
+/* ---- lineage (co_cli_lineage.c) ---- */
+
+/* `threadline lineage show|explain ...`. argv[0] is "lineage". Returns an exit code. */
+int co_cli_lineage(co_cli *cli, int argc, char **argv);
+
+/* `threadline emit lineage ...`. argv[0] is "emit". Returns an exit code. */
+int co_cli_emit(co_cli *cli, int argc, char **argv);
+
+typedef enum co_cli_lformat {
+	CO_CLI_LFORMAT_TEXT,
+	CO_CLI_LFORMAT_JSON,
+	CO_CLI_LFORMAT_DOT,
+	CO_CLI_LFORMAT_MERMAID
+} co_cli_lformat;
+
+/*
+ * Checks a node id given on the command line (dataset:NS:NAME[#VERSION],
+ * job:NS:NAME, run:UUID, model:NAME:VERSION, prediction:ID,
+ * deployment:NAME; a dataset or job splits at its last ':') and writes its
+ * normal form (a run's UUID in lowercase) to out (cap bytes). Borrows id.
+ * Returns 0, TL_EINVALID or TL_ELIMIT with the reason in err.
+ */
+int co_cli_lineage_node_parse(const char *id, char *out, size_t cap, tl_errmsg *err);
+
+/*
+ * Renders the collector's `lineage show` document (json[0..len), borrowed;
+ * shapes in README.md, "Lineage") to out as text, JSON (the document on one
+ * line), a Graphviz digraph or a Mermaid flowchart. Returns 0, TL_EPROTO
+ * when the document is not a lineage graph (err says why), -ENOMEM or -EIO.
+ */
+int co_cli_lineage_show_print(const co_cli *cli, const char *json, size_t len, co_cli_lformat fmt, FILE *out,
+                              tl_errmsg *err);
+
+/*
+ * Renders the collector's `lineage explain` document to out: text (the
+ * problems upstream first, then the model, every run nearest first with its
+ * reproducibility record, the raw inputs), or JSON when cli->json.
+ * Returns like co_cli_lineage_show_print().
+ */
+int co_cli_lineage_explain_print(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err);
+
+#define CO_CLI_PRODUCER "urn:threadline:cli:" TL_VERSION
+
+/* What `emit lineage` sends; every pointer is borrowed. */
+typedef struct co_cli_emit_opts {
+	const char *job;     /* "NAMESPACE:NAME" */
+	const char *run_id;  /* a UUID, any case */
+	const char *event;   /* START, RUNNING, COMPLETE, FAIL, ABORT or OTHER (any case) */
+	const char **inputs; /* dataset ids: "dataset:NS:NAME[#VERSION]" or "NS:NAME[#VERSION]" */
+	size_t ninputs;
+	const char **outputs;
+	size_t noutputs;
+	const char *error;    /* NULL, or the errorMessage facet's message */
+	const char *producer; /* NULL: CO_CLI_PRODUCER */
+} co_cli_emit_opts;
+
+/*
+ * Builds the OpenLineage 2.x RunEvent for o with eventTime now_ns (unix ns).
+ * On success *json is compact JSON (caller frees with free()). Returns 0,
+ * TL_EINVALID with the offending flag named in err, or -ENOMEM.
+ */
+int co_cli_emit_build(const co_cli_emit_opts *o, uint64_t now_ns, char **json, tl_errmsg *err);
+
+/* Writes a random (version 4) UUID, 36 lowercase characters and a NUL. Returns 0 or -errno. */
+int co_cli_uuid4(char out[37]);
 
 #endif

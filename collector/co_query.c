@@ -6,6 +6,8 @@
  */
 #include "co_query.h"
 
+#include "co_lineage.h"
+
 #include "tl_id.h"
 #include "tl_log.h"
 
@@ -93,6 +95,19 @@ void co_query_answer(co_store *s, const uint8_t *buf, size_t len, tl_arena *aren
 		}
 		resp->code = 0;
 		resp->trace = tr;
+		return;
+	}
+	case THREADLINE__V1__QUERY_REQUEST__QUERY_LINEAGE_SHOW:
+	case THREADLINE__V1__QUERY_REQUEST__QUERY_LINEAGE_EXPLAIN: {
+		tl_errmsg e = {{0}};
+		char *json = NULL;
+		int rc = co_lineage_answer(s, req, arena, &json, &e);
+		if (rc != 0) {
+			fail(resp, arena, rc, "%s", e.msg[0] != '\0' ? e.msg : tl_strerror(rc));
+			return;
+		}
+		resp->code = 0;
+		resp->json = json;
 		return;
 	}
 	default:

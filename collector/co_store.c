@@ -8,6 +8,8 @@
  */
 #include "co_store.h"
 
+#include "co_lineage.h"
+
 #include "store.pb-c.h"
 
 #include <errno.h>
@@ -37,6 +39,7 @@ static const char META_VERSION_KEY[] = "schema_version";
 struct co_store {
 	MDB_env *env;
 	MDB_dbi meta, spans, trace_idx, traces, time_idx, resources, dedupe, lineage_raw;
+	co_lineage_db lin; /* the lineage graph's databases */
 	/* Readers and commits hold it shared; growing the map takes it exclusively. */
 	pthread_rwlock_t resize;
 	pthread_mutex_t map_mu;
@@ -99,6 +102,10 @@ static int open_dbis(co_store *s, tl_errmsg *err)
 			return tl_errf(err, tl_err_from_lmdb(rc), "lmdb: open db %s: %s", dbs[i].name,
 			               mdb_strerror(rc));
 		}
+	}
+	if ((rc = co_lineage_db_open(&s->lin, txn, err)) != 0) {
+		mdb_txn_abort(txn);
+		return rc;
 	}
 	MDB_val k = {sizeof(META_VERSION_KEY) - 1, (void *)META_VERSION_KEY}, v;
 	rc = mdb_get(txn, s->meta, &k, &v);
@@ -175,7 +182,7 @@ int co_store_open(const co_store_opts *o, co_store **out, tl_errmsg *err)
 
 	int rc = mdb_env_create(&s->env);
 	if (rc == 0)
-		rc = mdb_env_set_maxdbs(s->env, 16);
+		rc = mdb_env_set_maxdbs(s->env, 32);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(s->env, o->max_readers != 0 ? o->max_readers : 126);
 	if (rc == 0)
@@ -216,6 +223,7 @@ void co_store_close(co_store *s)
 	if (s->env != NULL)
 		mdb_env_close(s->env);
 	tl_arena_fini(&s->scratch);
+	co_lineage_db_fini(&s->lin);
 	pthread_rwlock_destroy(&s->resize);
 	pthread_mutex_destroy(&s->map_mu);
 	free(s);
@@ -296,6 +304,22 @@ static void end_read(co_store *s, MDB_txn *txn)
 {
 	mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&s->resize);
+}
+
+int co_store_read_begin(co_store *s, MDB_txn **txn)
+{
+	int rc = begin_read(s, txn);
+	return rc == 0 ? 0 : tl_err_from_lmdb(rc);
+}
+
+void co_store_read_end(co_store *s, MDB_txn *txn)
+{
+	end_read(s, txn);
+}
+
+const co_lineage_db *co_store_lineage_db(const co_store *s)
+{
+	return &s->lin;
 }
 
 /* ---- commit ---- */
@@ -537,6 +561,8 @@ static int store_lineage(co_store *s, MDB_txn *txn, const co_batch *b)
 		if (rc != 0)
 			return rc;
 		s->next_lineage++;
+		if ((rc = co_lineage_apply_event(&s->lin, txn, raw.body.data, raw.body.len)) != 0)
+			return rc;
 	}
 	return 0;
 }
@@ -629,6 +655,8 @@ static int commit_batch(co_store *s, MDB_txn *txn, co_batch *b, uint64_t now_ns)
 						t->root_name = sp->name;
 					}
 					refs[nr++] = (sref){sp, ci, (uint32_t)(t - tr)};
+					if ((rc = co_lineage_apply_span(&s->lin, txn, sp)) != 0)
+						return rc;
 				}
 			}
 		}

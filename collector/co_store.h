@@ -15,6 +15,7 @@
  *   resources   BLAKE2b-128(encoded Resource) -> encoded Resource (stored once)
  *   dedupe      agent_id(16) || seq u64 -> commit time u64
  *   lineage_raw record_id u64 -> store.v1.RawRecord (MDB_APPEND)
+ *   lin_*       the lineage graph (co_lineage.h), written in the same transaction
  *
  * Threads: one thread commits at a time (the collector's writer); any number
  * of threads may read concurrently. Growing the map waits for readers to
@@ -157,5 +158,19 @@ typedef struct co_store_counts {
 
 /* Entry counts of every database (for tests and /metrics). Returns 0 or a store error. */
 int co_store_counts_get(co_store *s, co_store_counts *out);
+
+/*
+ * For modules that keep their own databases in the store (co_lineage.c): a
+ * read transaction begun under the map-growth lock. Returns 0 or a TL code.
+ * End it with co_store_read_end() soon, and call no other co_store function
+ * in between.
+ */
+struct MDB_txn;
+int co_store_read_begin(co_store *s, struct MDB_txn **txn);
+void co_store_read_end(co_store *s, struct MDB_txn *txn);
+
+/* The lineage databases (valid until co_store_close()). */
+struct co_lineage_db;
+const struct co_lineage_db *co_store_lineage_db(const co_store *s);
 
 #endif
