@@ -11,6 +11,7 @@
 #include "tl_arena.h"
 #include "tl_buf.h"
 #include "tl_error.h"
+#include "tl_ol.h"
 #include "tl_pb.h"
 
 #include <errno.h>
@@ -60,7 +61,11 @@ struct ag_receiver {
 	void *close_ud;
 	/* Counters for /metrics. */
 	uint64_t requests_traces;
+	uint64_t requests_lineage;
 	uint64_t requests_other;
+	uint64_t events_received;
+	uint64_t events_accepted;
+	uint64_t events_rejected;
 	uint64_t spans_received;
 	uint64_t spans_accepted;
 	uint64_t spans_rejected_invalid;
@@ -330,6 +335,8 @@ static void handle_metrics(ag_receiver *r, tl_http_req *req)
 	metric(&b, "threadline_agent_requests_total", "counter", "HTTP requests received, by route.");
 	tl_buf_printf(&b, "threadline_agent_requests_total{route=\"traces\"} %llu\n",
 	              (unsigned long long)r->requests_traces);
+	tl_buf_printf(&b, "threadline_agent_requests_total{route=\"lineage\"} %llu\n",
+	              (unsigned long long)r->requests_lineage);
 	tl_buf_printf(&b, "threadline_agent_requests_total{route=\"other\"} %llu\n",
 	              (unsigned long long)r->requests_other);
 	metric(&b, "threadline_agent_requests_rejected_total", "counter", "Requests not accepted, by reason.");
@@ -343,6 +350,14 @@ static void handle_metrics(ag_receiver *r, tl_http_req *req)
 	metric(&b, "threadline_agent_spans_rejected_total", "counter", "Spans removed by validation.");
 	tl_buf_printf(&b, "threadline_agent_spans_rejected_total{reason=\"invalid\"} %llu\n",
 	              (unsigned long long)r->spans_rejected_invalid);
+	metric(&b, "threadline_agent_lineage_events_total", "counter",
+	       "OpenLineage events received, accepted (committed to the spool) and rejected (invalid).");
+	tl_buf_printf(&b, "threadline_agent_lineage_events_total{outcome=\"received\"} %llu\n",
+	              (unsigned long long)r->events_received);
+	tl_buf_printf(&b, "threadline_agent_lineage_events_total{outcome=\"accepted\"} %llu\n",
+	              (unsigned long long)r->events_accepted);
+	tl_buf_printf(&b, "threadline_agent_lineage_events_total{outcome=\"rejected\"} %llu\n",
+	              (unsigned long long)r->events_rejected);
 	metric(&b, "threadline_agent_pending_bytes", "gauge",
 	       "Encoded spans received and not yet committed to the spool.");
 	tl_buf_printf(&b, "threadline_agent_pending_bytes %zu\n", ps.pending_bytes);
@@ -397,6 +412,294 @@ static void handle_metrics(ag_receiver *r, tl_http_req *req)
 	tl_buf_fini(&b);
 }
 
+/* ---- OpenLineage: POST /api/v1/lineage (one event) and /api/v1/lineage/batch (an array) ---- */
+
+/* Answers {"code":..., "message":...} (the agent's JSON error body for lineage routes). */
+static void lineage_error(tl_http_req *req, int status, const char *msg, unsigned retry_after_s)
+{
+	char ra[24];
+	tl_http_header extra[1] = {{"Retry-After", ra}};
+	snprintf(ra, sizeof(ra), "%u", retry_after_s);
+	json_t *o = json_pack("{s:i,s:s}", "code", status, "message", msg);
+	char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+	tl_http_respond(req, status, "application/json", body != NULL ? body : "{}", body != NULL ? strlen(body) : 2,
+	                extra, retry_after_s > 0 ? 1 : 0);
+	free(body);
+	json_decref(o);
+}
+
+/* One lineage request: the events it submitted and their answers. */
+typedef struct lpending {
+	ag_receiver *r;
+	tl_http_req *req;
+	bool batch;
+	size_t n;        /* events in the request */
+	size_t waiting;  /* submitted, not yet answered by the pipeline */
+	json_t *results; /* batch: per-event results, by index */
+	int worst;       /* the first pipeline failure, 0 if none */
+	char worst_msg[256];
+	size_t accepted;
+} lpending;
+
+static void lineage_finish(lpending *lp)
+{
+	ag_receiver *r = lp->r;
+	r->outstanding--;
+	r->events_accepted += lp->accepted;
+	if (!lp->batch) {
+		if (lp->worst == 0) {
+			static const char ok[] = "{\"status\":\"accepted\"}";
+			tl_http_respond(lp->req, 200, "application/json", ok, sizeof(ok) - 1, NULL, 0);
+		} else if (lp->worst == TL_ECLOSED) {
+			lineage_error(lp->req, 503, "agent is shutting down", 5);
+		} else {
+			lineage_error(lp->req, 503, lp->worst_msg, 5);
+		}
+	} else {
+		/* The OpenLineage batch response: a status, a summary, and the events that failed by index
+		 * (retriable when the spool could not take them, not when the event itself is invalid). */
+		json_t *failed_events = json_array();
+		size_t retriable = 0, non_retriable = 0;
+		for (size_t i = 0; i < json_array_size(lp->results); i++) {
+			json_t *e = json_array_get(lp->results, i);
+			const char *st = json_string_value(json_object_get(e, "status"));
+			if (st == NULL || strcmp(st, "accepted") == 0)
+				continue;
+			bool retry = strcmp(st, "failed") == 0;
+			retry ? retriable++ : non_retriable++;
+			json_array_append_new(failed_events,
+			                      json_pack("{s:O,s:O,s:b}", "index", json_object_get(e, "index"), "reason",
+			                                json_object_get(e, "error"), "retriable", retry));
+		}
+		const char *overall = retriable + non_retriable == 0 ? "success"
+		                      : lp->accepted > 0             ? "partial_success"
+		                                                     : "failure";
+		json_t *o = json_pack("{s:s,s:{s:I,s:I,s:I,s:I,s:I},s:o}", "status", overall, "summary", "received",
+		                      (json_int_t)lp->n, "successful", (json_int_t)lp->accepted, "failed",
+		                      (json_int_t)(retriable + non_retriable), "retriable", (json_int_t)retriable,
+		                      "non_retriable", (json_int_t)non_retriable, "failed_events", failed_events);
+		char *body = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+		int status = lp->accepted > 0 || lp->n == 0 ? 200 : (lp->worst != 0 ? 503 : 400);
+		char ra[8] = "5";
+		tl_http_header extra[1] = {{"Retry-After", ra}};
+		tl_http_respond(lp->req, status, "application/json", body != NULL ? body : "{}",
+		                body != NULL ? strlen(body) : 2, extra, status == 503 ? 1 : 0);
+		free(body);
+		json_decref(o);
+	}
+	json_decref(lp->results);
+	free(lp);
+}
+
+typedef struct lslot {
+	lpending *lp;
+	size_t index;
+} lslot;
+
+static void lineage_done(void *ud, int status, const char *msg)
+{
+	lslot *sl = ud;
+	lpending *lp = sl->lp;
+	if (status == 0) {
+		lp->accepted++;
+		if (lp->batch)
+			json_array_set_new(
+			        lp->results, sl->index,
+			        json_pack("{s:I,s:s}", "index", (json_int_t)sl->index, "status", "accepted"));
+	} else {
+		if (lp->worst == 0) {
+			lp->worst = status;
+			snprintf(lp->worst_msg, sizeof(lp->worst_msg), "agent cannot write its spool; retry: %s",
+			         status == TL_ECLOSED ? "agent is shutting down" : msg);
+		}
+		if (lp->batch)
+			json_array_set_new(lp->results, sl->index,
+			                   json_pack("{s:I,s:s,s:s}", "index", (json_int_t)sl->index, "status",
+			                             "failed", "error",
+			                             status == TL_ECLOSED ? "agent is shutting down" : msg));
+	}
+	free(sl);
+	if (--lp->waiting == 0)
+		lineage_finish(lp);
+}
+
+/* Submits one validated event's JSON. Returns 0 or the pipeline's refusal. */
+static int lineage_submit(ag_receiver *r, lpending *lp, size_t index, const char *json, size_t len)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	lslot *sl = calloc(1, sizeof(*sl));
+	if (copy == NULL || sl == NULL) {
+		free(copy);
+		free(sl);
+		return -ENOMEM;
+	}
+	memcpy(copy, json, len);
+	sl->lp = lp;
+	sl->index = index;
+	int rc = ag_pipeline_submit(r->pipeline, AG_RECORD_OPENLINEAGE, copy, len, 0, lineage_done, sl);
+	if (rc != 0) {
+		free(copy);
+		free(sl);
+		return rc;
+	}
+	lp->waiting++;
+	return 0;
+}
+
+static const char *refusal_text(int rc)
+{
+	switch (rc) {
+	case TL_EFULL:
+		return "agent spool full: the collector is unreachable or behind; retry later";
+	case -ENOBUFS:
+		return "agent busy: too many bytes waiting for the spool (--max-pending-bytes); retry later";
+	case TL_ELIMIT:
+		return "event larger than the whole spool (--spool-max-bytes)";
+	case TL_ECLOSED:
+		return "agent is shutting down";
+	default:
+		return "agent cannot take the event";
+	}
+}
+
+/* Answers a lineage request the pipeline would not take, like refuse() does for OTLP. */
+static void lineage_refuse(ag_receiver *r, tl_http_req *req, int rc)
+{
+	static const struct {
+		int rc, status, reason;
+		unsigned retry_after;
+	} map[] = {{TL_EFULL, 429, RJ_SPOOL_FULL, 5},
+	           {-ENOBUFS, 429, RJ_MEMORY_FULL, 1},
+	           {TL_ELIMIT, 413, RJ_TOO_LARGE, 0},
+	           {TL_ECLOSED, 503, RJ_SHUTDOWN, 5}};
+	int status = 503, reason = RJ_SPOOL_ERROR;
+	unsigned ra = 1;
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
+		if (map[i].rc == rc) {
+			status = map[i].status;
+			reason = map[i].reason;
+			ra = map[i].retry_after;
+		}
+	}
+	r->requests_rejected[reason]++;
+	lineage_error(req, status, refusal_text(rc), ra);
+}
+
+static void handle_lineage(ag_receiver *r, tl_http_req *req, bool batch)
+{
+	r->requests_lineage++;
+	const char *ct = tl_http_req_header(req, "Content-Type");
+	if (ct == NULL || !media_is(ct, "application/json")) {
+		r->requests_rejected[RJ_UNSUPPORTED]++;
+		lineage_error(req, 415, "OpenLineage events must be sent as application/json", 0);
+		return;
+	}
+	size_t len;
+	const uint8_t *body = tl_http_req_body(req, &len);
+	tl_ol_limits lim;
+	tl_ol_limits_default(&lim);
+	tl_errmsg err = {{0}};
+	char m[400];
+	lpending *lp = calloc(1, sizeof(*lp));
+	if (lp == NULL) {
+		lineage_error(req, 503, "agent out of memory", 1);
+		return;
+	}
+	lp->r = r;
+	lp->req = req;
+	lp->batch = batch;
+	if (!batch) {
+		tl_ol_event ev;
+		int rc = tl_ol_parse(body, len, &lim, &ev, &err);
+		r->events_received++;
+		if (rc != 0) {
+			r->events_rejected++;
+			r->requests_rejected[rc == TL_EPARSE ? RJ_MALFORMED : RJ_INVALID]++;
+			snprintf(m, sizeof(m), "invalid OpenLineage event: %s", err.msg[0] ? err.msg : tl_strerror(rc));
+			lineage_error(req, rc == TL_ELIMIT ? 413 : 400, m, 0);
+			free(lp);
+			return;
+		}
+		tl_ol_event_fini(&ev);
+		lp->n = 1;
+		/* Spooled verbatim: unknown facets and all. */
+		rc = lineage_submit(r, lp, 0, (const char *)body, len);
+		if (rc != 0) {
+			free(lp);
+			lineage_refuse(r, req, rc);
+			return;
+		}
+		r->outstanding++;
+		return;
+	}
+	json_t *doc = NULL;
+	int lrc = tl_ol_json_load(body, len, 0, &doc, &err);
+	json_t *arr = json_is_object(doc) ? json_object_get(doc, "events") : doc;
+	if (lrc != 0 || !json_is_array(arr)) {
+		r->requests_rejected[RJ_MALFORMED]++;
+		if (lrc != 0)
+			snprintf(m, sizeof(m), "%s", err.msg[0] ? err.msg : tl_strerror(lrc));
+		else
+			snprintf(m, sizeof(m),
+			         "a batch is a JSON array of OpenLineage events (or {\"events\": [...]})");
+		lineage_error(req, 400, m, 0);
+		json_decref(doc);
+		free(lp);
+		return;
+	}
+	lp->n = json_array_size(arr);
+	if (lp->n > lim.max_batch) {
+		snprintf(m, sizeof(m), "a batch holds at most %zu events, got %zu", lim.max_batch, lp->n);
+		lineage_error(req, 413, m, 0);
+		json_decref(doc);
+		free(lp);
+		return;
+	}
+	lp->results = json_array();
+	int refused = 0;
+	for (size_t i = 0; i < lp->n; i++) {
+		json_t *v = json_array_get(arr, i);
+		tl_ol_event ev;
+		r->events_received++;
+		int rc = tl_ol_parse_value(v, &lim, &ev, &err);
+		if (rc != 0) {
+			r->events_rejected++;
+			json_array_append_new(lp->results, json_pack("{s:I,s:s,s:s}", "index", (json_int_t)i, "status",
+			                                             "rejected", "error", err.msg));
+			continue;
+		}
+		tl_ol_event_fini(&ev);
+		json_array_append_new(lp->results, json_null()); /* filled in when the spool answers */
+		char *one = refused ? NULL : json_dumps(v, JSON_COMPACT);
+		if (one != NULL) {
+			rc = lineage_submit(r, lp, i, one, strlen(one));
+			free(one);
+		} else {
+			rc = refused ? refused : -ENOMEM;
+		}
+		if (rc != 0) {
+			refused = rc;
+			json_array_set_new(lp->results, i,
+			                   json_pack("{s:I,s:s,s:s}", "index", (json_int_t)i, "status", "failed",
+			                             "error", refusal_text(rc)));
+		}
+	}
+	json_decref(doc);
+	if (lp->waiting > 0) {
+		r->outstanding++;
+		return;
+	}
+	/* Nothing went to the pipeline: answer now. */
+	if (refused != 0 && lp->n > 0) {
+		json_decref(lp->results);
+		free(lp);
+		lineage_refuse(r, req, refused);
+		return;
+	}
+	r->outstanding++;
+	lineage_finish(lp);
+}
+
 static void on_request(tl_http_req *req, void *ud)
 {
 	ag_receiver *r = ud;
@@ -409,6 +712,16 @@ static void on_request(tl_http_req *req, void *ud)
 			return;
 		}
 		handle_traces(r, req);
+		return;
+	}
+	bool lin_one = strcmp(path, "/api/v1/lineage") == 0, lin_batch = strcmp(path, "/api/v1/lineage/batch") == 0;
+	if (lin_one || lin_batch) {
+		if (strcmp(method, "POST") != 0) {
+			static const tl_http_header allow[] = {{"Allow", "POST"}};
+			tl_http_respond(req, 405, "text/plain", "use POST\n", 9, allow, 1);
+			return;
+		}
+		handle_lineage(r, req, lin_batch);
 		return;
 	}
 	r->requests_other++;
