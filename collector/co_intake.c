@@ -9,6 +9,15 @@
  * PARKED instead; the writer's room callback puts it back to RECV. Each
  * context owns an arena that holds its decoded batch until the ack is sent,
  * so memory is bounded by contexts x arena cap plus the writer's queue cap.
+ *
+ * Stopping: nng_ctx_recv() and nng_ctx_send() are called from nng's
+ * callbacks, the writer's thread and room(), never under in->mu. Each such
+ * call is counted in in->calls, and co_intake_stop() returns only when no
+ * context is active and no call is in progress, so co_intake_free() never
+ * closes the socket under a thread still inside nng (with nng 1.5 that
+ * frees the context's protocol state under it: a panic or a use after
+ * free). A receive posted after co_intake_stop() set stopping is not left
+ * pending forever: post_recv() gives up or cancels it.
  */
 #include "co_intake.h"
 
@@ -56,6 +65,7 @@ struct co_intake {
 	pthread_cond_t cv;
 	bool stopping;
 	int active; /* contexts not IDLE */
+	int calls;  /* threads inside nng_ctx_recv() / nng_ctx_send() */
 };
 
 int co_batch_decode(const uint8_t *buf, size_t len, const tl_otlp_limits *lim, tl_arena *arena, co_batch *out,
@@ -112,10 +122,36 @@ int co_batch_decode(const uint8_t *buf, size_t len, const tl_otlp_limits *lim, t
 	return 0;
 }
 
+/* Ends a context's part in the intake (in->mu held). */
+static void idle_locked(ictx *c)
+{
+	c->state = S_IDLE;
+	c->in->active--;
+	pthread_cond_broadcast(&c->in->cv);
+}
+
+/* Posts the receive of a context set to S_RECV (in->mu not held). */
 static void post_recv(ictx *c)
 {
+	co_intake *in = c->in;
+	pthread_mutex_lock(&in->mu);
+	if (in->stopping) {
+		/* co_intake_stop() came after this context was set to receive. */
+		idle_locked(c);
+		pthread_mutex_unlock(&in->mu);
+		return;
+	}
+	in->calls++;
+	pthread_mutex_unlock(&in->mu);
 	nng_aio_set_timeout(c->aio, NNG_DURATION_INFINITE);
 	nng_ctx_recv(c->ctx, c->aio);
+	pthread_mutex_lock(&in->mu);
+	in->calls--;
+	/* A stop while the receive was being posted may have found nothing to cancel yet. */
+	if (in->stopping && c->state == S_RECV)
+		nng_aio_cancel(c->aio);
+	pthread_cond_broadcast(&in->cv);
+	pthread_mutex_unlock(&in->mu);
 }
 
 /* Decides what a context does after an ack: receive, park, or stop. */
@@ -124,9 +160,7 @@ static void next(ictx *c)
 	co_intake *in = c->in;
 	pthread_mutex_lock(&in->mu);
 	if (in->stopping) {
-		c->state = S_IDLE;
-		in->active--;
-		pthread_cond_broadcast(&in->cv);
+		idle_locked(c);
 		pthread_mutex_unlock(&in->mu);
 		return;
 	}
@@ -164,13 +198,20 @@ static void send_ack(ictx *c, int status, const char *message, uint64_t spans)
 		return;
 	}
 	threadline__v1__ack__pack(&ack, nng_msg_body(c->msg));
-	pthread_mutex_lock(&c->in->mu);
-	c->state = S_SEND;
-	pthread_mutex_unlock(&c->in->mu);
+	co_intake *in = c->in;
 	nng_aio_set_msg(c->aio, c->msg);
 	c->msg = NULL;
 	nng_aio_set_timeout(c->aio, ACK_SEND_TIMEOUT_MS);
+	pthread_mutex_lock(&in->mu);
+	c->state = S_SEND;
+	in->calls++;
+	pthread_mutex_unlock(&in->mu);
+	/* The ack goes out even while stopping: the batch is committed (or refused) and the sender waits for it. */
 	nng_ctx_send(c->ctx, c->aio);
+	pthread_mutex_lock(&in->mu);
+	in->calls--;
+	pthread_cond_broadcast(&in->cv);
+	pthread_mutex_unlock(&in->mu);
 }
 
 static void write_done(co_write_req *r, int rc)
@@ -236,9 +277,7 @@ static void ictx_cb(void *arg)
 	if (rv != 0) {
 		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
 			pthread_mutex_lock(&in->mu);
-			c->state = S_IDLE;
-			in->active--;
-			pthread_cond_broadcast(&in->cv);
+			idle_locked(c);
 			pthread_mutex_unlock(&in->mu);
 			return;
 		}
@@ -358,7 +397,8 @@ void co_intake_stop(co_intake *in)
 			in->active--;
 		}
 	}
-	while (in->active > 0)
+	/* Then no thread is inside nng for the intake: the socket can be closed. */
+	while (in->active > 0 || in->calls > 0)
 		pthread_cond_wait(&in->cv, &in->mu);
 	pthread_mutex_unlock(&in->mu);
 }

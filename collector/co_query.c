@@ -3,6 +3,18 @@
  * Query serving: blocking receive, answer, send on each thread's own nng
  * context. Answers are built in a per-thread arena that is reset per
  * request, and every store read is its own short read transaction.
+ *
+ * Shutdown never closes the socket under a thread that is inside an nng
+ * call. With nng 1.5, a thread still in nng_ctx_send() or nng_ctx_recv()
+ * while the socket closes can drop the last reference to its context after
+ * the socket's protocol state (and its mutex) is gone, which panics
+ * ("pthread_mutex_lock: Invalid argument") or reads freed memory; or it
+ * restarts work on a pipe being torn down and nng_close() then waits
+ * forever (both seen in tests/unit/test_query.c before this ordering). So
+ * the threads start each operation under q->mu unless q->stopping is set,
+ * and co_query_free() sets it and cancels the operations in flight under
+ * the same lock, joins the threads, and only then closes contexts and
+ * socket.
  */
 #include "co_query.h"
 
@@ -31,6 +43,7 @@ typedef struct qthread {
 	pthread_t th;
 	bool started;
 	nng_ctx ctx;
+	bool ctx_open;
 	nng_aio *aio;
 	tl_arena arena;
 } qthread;
@@ -43,6 +56,8 @@ struct co_query {
 	int port;
 	qthread *t;
 	int n;
+	pthread_mutex_t mu; /* orders starting an operation against stopping */
+	bool stopping;      /* under mu */
 };
 
 static void fail(tl_pb_query_resp *resp, tl_arena *a, int code, const char *fmt, ...)
@@ -128,12 +143,32 @@ static int pack_into(nng_msg *msg, const tl_pb_query_resp *resp)
 	return 0;
 }
 
+/*
+ * Starts a receive (send false) or a send of the aio's message on t's
+ * context, unless the service is stopping. Under q->mu, so that
+ * co_query_free() either sees the operation in flight and cancels it, or
+ * the operation is never started. Returns false when stopping.
+ */
+static bool begin(qthread *t, bool send)
+{
+	co_query *q = t->q;
+	pthread_mutex_lock(&q->mu);
+	bool go = !q->stopping;
+	if (go && send)
+		nng_ctx_send(t->ctx, t->aio);
+	else if (go)
+		nng_ctx_recv(t->ctx, t->aio);
+	pthread_mutex_unlock(&q->mu);
+	return go;
+}
+
 static void *serve(void *arg)
 {
 	qthread *t = arg;
 	for (;;) {
 		nng_aio_set_timeout(t->aio, NNG_DURATION_INFINITE);
-		nng_ctx_recv(t->ctx, t->aio);
+		if (!begin(t, false))
+			break;
 		nng_aio_wait(t->aio);
 		int rv = nng_aio_result(t->aio);
 		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
@@ -157,12 +192,17 @@ static void *serve(void *arg)
 		tl_arena_reset(&t->arena);
 		nng_aio_set_msg(t->aio, msg);
 		nng_aio_set_timeout(t->aio, SEND_TIMEOUT_MS);
-		nng_ctx_send(t->ctx, t->aio);
+		if (!begin(t, true)) {
+			nng_aio_set_msg(t->aio, NULL);
+			nng_msg_free(msg);
+			break;
+		}
 		nng_aio_wait(t->aio);
 		if ((rv = nng_aio_result(t->aio)) != 0) {
+			/* On failure the message stays with the aio (ours to free). */
 			nng_msg_free(nng_aio_get_msg(t->aio));
 			nng_aio_set_msg(t->aio, NULL);
-			if (rv == NNG_ECLOSED)
+			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
 				break;
 		}
 	}
@@ -177,10 +217,12 @@ int co_query_start(const co_query_opts *o, co_store *s, co_query **out, tl_errms
 		return tl_errf(err, -ENOMEM, "out of memory");
 	q->store = s;
 	q->port = -1;
+	pthread_mutex_init(&q->mu, NULL);
 	q->n = o->threads > 0 ? o->threads : DEFAULT_THREADS;
 	size_t answer_max = o->answer_max ? o->answer_max : DEFAULT_ANSWER_MAX;
 	q->t = calloc((size_t)q->n, sizeof(*q->t));
 	if (q->t == NULL) {
+		pthread_mutex_destroy(&q->mu);
 		free(q);
 		return tl_errf(err, -ENOMEM, "out of memory");
 	}
@@ -202,6 +244,7 @@ int co_query_start(const co_query_opts *o, co_store *s, co_query **out, tl_errms
 			co_query_free(q);
 			return tl_errf(err, tl_err_from_nng(rv), "query: context: %s", nng_strerror(rv));
 		}
+		t->ctx_open = true;
 	}
 	if ((rv = nng_listener_create(&q->listener, q->sock, o->url)) != 0 ||
 	    (rv = nng_listener_start(q->listener, 0)) != 0) {
@@ -231,16 +274,28 @@ void co_query_free(co_query *q)
 {
 	if (q == NULL)
 		return;
+	/* No operation starts after this; the ones in flight end with NNG_ECANCELED. */
+	pthread_mutex_lock(&q->mu);
+	q->stopping = true;
+	for (int i = 0; i < q->n; i++)
+		if (q->t[i].aio != NULL)
+			nng_aio_cancel(q->t[i].aio);
+	pthread_mutex_unlock(&q->mu);
+	for (int i = 0; i < q->n; i++)
+		if (q->t[i].started)
+			pthread_join(q->t[i].th, NULL);
+	/* No thread is inside nng now: contexts, then the socket, can go. */
+	for (int i = 0; i < q->n; i++)
+		if (q->t[i].ctx_open)
+			nng_ctx_close(q->t[i].ctx);
 	if (q->sock_open)
 		nng_close(q->sock);
 	for (int i = 0; i < q->n; i++) {
-		qthread *t = &q->t[i];
-		if (t->started)
-			pthread_join(t->th, NULL);
-		if (t->aio != NULL)
-			nng_aio_free(t->aio);
-		tl_arena_fini(&t->arena);
+		if (q->t[i].aio != NULL)
+			nng_aio_free(q->t[i].aio);
+		tl_arena_fini(&q->t[i].arena);
 	}
+	pthread_mutex_destroy(&q->mu);
 	free(q->t);
 	free(q);
 }

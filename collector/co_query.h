@@ -43,7 +43,11 @@ int co_query_start(const co_query_opts *o, co_store *s, co_query **out, tl_errms
 /* The TCP port actually bound, or -1. */
 int co_query_port(const co_query *q);
 
-/* Closes the socket (an answer being computed is dropped), joins the threads, frees. Accepts NULL. */
+/*
+ * Cancels the receives and sends in flight (an answer being computed is
+ * finished but not sent), joins the threads, then closes the contexts and
+ * the socket and frees. Accepts NULL.
+ */
 void co_query_free(co_query *q);
 
 #endif
