@@ -8,8 +8,18 @@
 // a temporary dir), stops them at the end, prints a diff of every mismatch
 // and exits non-zero on any.
 //
+// Lineage across both sources: before the trace, two OpenLineage events
+// (START and COMPLETE of the training run ml:train_churn, reading
+// s3://warehouse features and writing the model churn version 7) are
+// POSTed to the agent's /api/v1/lineage; the serving span of the trace
+// carries ml.prediction.id, ml.model.name, ml.model.version and
+// ml.input.digest. `threadline lineage explain prediction:ID --json` must
+// then lead from the SDK's trace through model:churn:7 and the COMPLETE
+// training run to the raw input dataset:s3://warehouse:features.
+//
 //   node interop.mjs --exporter proto|http
 import { spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -267,6 +277,100 @@ function showTrace(collectorUrl, traceId) {
   }
 }
 
+// ---- lineage ----
+
+// The prediction the serving span reports, and the training run that made its model.
+const lin = {
+  predictionId: `p-interop-${exporterKind}-0001`,
+  inputDigest: 'sha256:5f2b7c0d9e1a',
+  runId: crypto.randomUUID(),
+  producer: 'https://github.com/threadline/threadline/tests/interop',
+};
+
+// A RunEvent of spec 2.x as an integration would emit it for the training run.
+function trainingEvent(eventType, eventTime) {
+  const schema = 'https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent';
+  const outputs = eventType !== 'COMPLETE' ? [] : [{
+    namespace: 'model://registry',
+    name: 'churn',
+    facets: {
+      threadline_model: { _producer: lin.producer, _schemaURL: 'https://threadline.dev/facets/ModelDatasetFacet.json',
+                          name: 'churn', version: '7' },
+    },
+  }];
+  return {
+    eventType,
+    eventTime: eventTime.toISOString(),
+    producer: lin.producer,
+    schemaURL: schema,
+    run: { runId: lin.runId, facets: {} },
+    job: { namespace: 'ml', name: 'train_churn', facets: {} },
+    inputs: [{ namespace: 's3://warehouse', name: 'features', facets: {} }],
+    outputs,
+  };
+}
+
+// POSTs the training run's START (two hours ago) and COMPLETE (one hour ago) to the agent.
+async function postTrainingRun(httpPort) {
+  const now = Date.now();
+  for (const [type, ago] of [['START', 2 * 3600e3], ['COMPLETE', 3600e3]]) {
+    const r = await fetch(`http://127.0.0.1:${httpPort}/api/v1/lineage`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(trainingEvent(type, new Date(now - ago))),
+    });
+    const body = await r.text();
+    if (r.status !== 200) throw new Error(`POST /api/v1/lineage (${type}): HTTP ${r.status}: ${body}`);
+  }
+}
+
+function explainPrediction(collectorUrl, id) {
+  const argv = ['--collector', collectorUrl, 'lineage', 'explain', `prediction:${id}`, '--json'];
+  const r = spawnSync(bins.cli, argv, { encoding: 'utf8', timeout: 20000 });
+  if (r.error) throw r.error;
+  if (r.status !== 0) throw new Error(`threadline ${argv.join(' ')}: exit ${r.status}\n${r.stderr}`);
+  try {
+    return JSON.parse(r.stdout);
+  } catch (e) {
+    throw new Error(`threadline lineage explain printed invalid JSON (${e.message}):\n${r.stdout}`);
+  }
+}
+
+// What explain must say: the SDK's trace, the model version, the COMPLETE training run, the raw input.
+function checkExplain(got, traceId) {
+  const out = [];
+  const runId = `run:${lin.runId}`;
+  const p = got.prediction ?? {};
+  if (p.id !== lin.predictionId) out.push(`prediction.id: expected ${lin.predictionId}, got ${JSON.stringify(p.id)}`);
+  if (p.trace_id !== traceId) out.push(`prediction.trace_id: expected the SDK's ${traceId}, got ${JSON.stringify(p.trace_id)}`);
+  if (p.model !== 'model:churn:7') out.push(`prediction.model: expected model:churn:7, got ${JSON.stringify(p.model)}`);
+  if (p.input_digest !== lin.inputDigest) {
+    out.push(`prediction.input_digest: expected ${lin.inputDigest}, got ${JSON.stringify(p.input_digest)}`);
+  }
+  const m = got.model ?? {};
+  if (m.id !== 'model:churn:7') out.push(`model.id: expected model:churn:7, got ${JSON.stringify(m.id)}`);
+  if (m.run !== runId) out.push(`model.run: expected the training run ${runId}, got ${JSON.stringify(m.run)}`);
+  const run = (got.runs ?? []).find((r) => r.id === runId);
+  if (!run) {
+    out.push(`runs: no ${runId} among ${JSON.stringify((got.runs ?? []).map((r) => r.id))}`);
+  } else {
+    if (run.state !== 'COMPLETE') out.push(`runs[${runId}].state: expected COMPLETE, got ${JSON.stringify(run.state)}`);
+    if (run.job !== 'job:ml:train_churn') out.push(`runs[${runId}].job: expected job:ml:train_churn, got ${JSON.stringify(run.job)}`);
+    if (!(run.inputs ?? []).includes('dataset:s3://warehouse:features')) {
+      out.push(`runs[${runId}].inputs: no dataset:s3://warehouse:features in ${JSON.stringify(run.inputs)}`);
+    }
+    if (!(run.outputs ?? []).includes('model:churn:7')) {
+      out.push(`runs[${runId}].outputs: no model:churn:7 in ${JSON.stringify(run.outputs)}`);
+    }
+  }
+  if (!(got.raw_inputs ?? []).includes('dataset:s3://warehouse:features')) {
+    out.push(`raw_inputs: no dataset:s3://warehouse:features in ${JSON.stringify(got.raw_inputs)}`);
+  }
+  const bad = (got.problems ?? []).filter((q) => q.node === runId || q.node === 'model:churn:7');
+  for (const q of bad) out.push(`problems: ${JSON.stringify(q)}`);
+  return out;
+}
+
 // ---- the trace ----
 
 // Wraps an exporter to remember every export result: a failed export must fail the test.
@@ -362,7 +466,8 @@ async function sendTrace(httpPort) {
                                                           attributes: { 'link.reason': 'model trained by',
                                                                         'link.epochs': 12 } }] },
                                    remote);
-  predict.setAttribute('ml.prediction.id', 'p-0001');
+  predict.setAttribute('ml.prediction.id', lin.predictionId);
+  predict.setAttributes({ 'ml.model.name': 'churn', 'ml.model.version': '7', 'ml.input.digest': lin.inputDigest });
   predict.setAttribute('ml.score', 0.8125);
 
   const features = tModel.startSpan('load features', { kind: SpanKind.INTERNAL, startTime: at(6) },
@@ -420,6 +525,7 @@ try {
                                 '--spool-max-bytes', '64MiB']);
   await waitReady(agent, 'event=agent.ready', 15000);
 
+  await postTrainingRun(http);
   const sent = await sendTrace(http);
   const problems = [];
   const bad = sent.results.filter((r) => r.code !== 0);
@@ -446,6 +552,20 @@ try {
     } else {
       console.log(`interop(${exporterKind}): trace ${traceId}: ${exp.spans.length} spans, every field equal`);
     }
+  }
+
+  try {
+    const got = explainPrediction(collectorUrl, lin.predictionId);
+    const d = checkExplain(got, sent.traceId);
+    if (d.length > 0) {
+      problems.push(`lineage explain prediction:${lin.predictionId}: ${d.length} difference(s):\n  ` + d.join('\n  ') +
+                    `\n  got: ${JSON.stringify(got)}`);
+    } else {
+      console.log(`interop(${exporterKind}): prediction:${lin.predictionId}: trace ${sent.traceId}, model:churn:7, ` +
+                  `run:${lin.runId} COMPLETE, raw input dataset:s3://warehouse:features`);
+    }
+  } catch (e) {
+    problems.push(e.message);
   }
 
   for (const p of [agent, collector]) {

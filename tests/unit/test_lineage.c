@@ -7,7 +7,8 @@
  * lineage show and lineage explain, read back as JSON: the chain raw data ->
  * feature run -> features -> training run -> model -> prediction, time
  * travel, state history, parent runs, dedupe, 1.x and 2.x events, the node
- * cap, and the id helpers.
+ * cap, the id helpers, and spans and OpenLineage events describing the same
+ * run giving the same graph.
  */
 #include "co_lineage.h"
 #include "co_query.h"
@@ -1288,4 +1289,185 @@ Test(lineage, events_as_the_integrations_send_them)
 	d = explain("churn-2026-11-22-000001", NULL);
 	cr_assert_str_eq(sget(json_array_get(json_object_get(d, "runs"), 1), "id"), FX_SPARK);
 	json_decref(d);
+}
+
+/* ---- spans and OpenLineage events give the same graph ---- */
+
+#define R_EQ "0190e4a2-8a4b-7c6e-9d1f-0000000e0a11"
+#define EQ_FEATURES_V FEATURES "#v42"
+#define EQ_LABELS "dataset:s3://raw-bucket:labels"
+#define EQ_SCORES "dataset:warehouse:scores.churn"
+
+/*
+ * The fields of a "lineage show" node that only one source can know, left
+ * out of the comparison:
+ *   run      trace_id   only a span belongs to a trace; an event has none
+ *   dataset  facets     events carry dataset facets (the version facet
+ *                       here, schema and the like elsewhere); the span
+ *                       attributes have no way to say them
+ *   model    dataset    an event names the model's registry dataset
+ *                       (dataset:model://registry:churn); "model:N:V" in
+ *                       lineage.outputs does not
+ *   model    digest     from the threadline_model facet only (absent from
+ *                       the events here, so null on both sides anyway)
+ * Everything else must be equal: ids, types, distances, job, state, start
+ * and end times, duration, error, parent, names, versions, the job's latest
+ * run and state, and the edges. One more difference is not in these
+ * answers: an edge carries the event time that first showed it, and a span
+ * dates all of its edges at its start while the events date the outputs at
+ * COMPLETE, so an --at between the two would differ; the answers compared
+ * are as of now.
+ */
+static bool only_one_source_knows(const char *type, const char *key)
+{
+	return (strcmp(type, "run") == 0 && strcmp(key, "trace_id") == 0) ||
+	       (strcmp(type, "dataset") == 0 && strcmp(key, "facets") == 0) ||
+	       (strcmp(type, "model") == 0 && (strcmp(key, "dataset") == 0 || strcmp(key, "digest") == 0));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The elements of arr, each as compact JSON with sorted keys (nodes without the ignored fields), sorted, one a line. */
+static char *canon_set(json_t *arr, bool nodes)
+{
+	size_t n = json_array_size(arr), len = 0, i;
+	char **s = az((n ? n : 1) * sizeof(*s));
+	json_t *e;
+	json_array_foreach(arr, i, e)
+	{
+		json_t *c = json_deep_copy(e);
+		if (nodes) {
+			const char *type = json_string_value(json_object_get(c, "type"));
+			cr_assert_not_null(type);
+			const char *key;
+			json_t *v;
+			void *tmp;
+			json_object_foreach_safe(c, tmp, key, v)
+			{
+				if (only_one_source_knows(type, key))
+					json_object_del(c, key);
+			}
+		}
+		char *d = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS);
+		cr_assert_not_null(d);
+		s[i] = as(d);
+		free(d);
+		json_decref(c);
+		len += strlen(s[i]) + 1;
+	}
+	qsort(s, n, sizeof(*s), cmp_str);
+	char *out = az(len + 1);
+	for (i = 0; i < n; i++) {
+		strcat(out, s[i]);
+		strcat(out, "\n");
+	}
+	return out;
+}
+
+/* show() on store s (the fixture's S is swapped for the call). */
+static json_t *show_in(co_store *s, const char *id)
+{
+	co_store *keep = S;
+	S = s;
+	json_t *d = show(id, CO_LIN_BOTH, 0, NULL, 0);
+	S = keep;
+	return d;
+}
+
+Test(lineage, spans_and_events_give_the_same_edges)
+{
+	const char *t0 = "2026-11-25T06:00:00Z", *t1 = "2026-11-25T06:42:30.125Z";
+
+	/* Store 1: the training run as an OpenLineage integration reports it. */
+	static const char inputs[] =
+	        "[{\"namespace\":\"warehouse\",\"name\":\"features.users\",\"facets\":{\"version\":{\"_producer\":"
+	        "\"" TRAINER "\",\"_schemaURL\":\"https://openlineage.io/spec/facets/1-0-1/"
+	        "DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet\",\"datasetVersion\":\"v42\"}}},"
+	        "{\"namespace\":\"s3://raw-bucket\",\"name\":\"labels\",\"facets\":{}}]";
+	static const char outputs[] =
+	        "[{\"namespace\":\"warehouse\",\"name\":\"scores.churn\",\"facets\":{}},"
+	        "{\"namespace\":\"model://registry\",\"name\":\"churn\",\"facets\":{\"threadline_model\":{"
+	        "\"_producer\":\"" TRAINER "\",\"_schemaURL\":\"https://threadline.dev/facets/ModelDatasetFacet.json\","
+	        "\"name\":\"churn\",\"version\":\"9\"}}}]";
+	static const char job[] = "\"job\":{\"namespace\":\"ml\",\"name\":\"train_eq\",\"facets\":{}}";
+	ProtobufCBinaryData evs[2];
+	evs[0] =
+	        ev("{\"eventType\":\"START\",\"eventTime\":\"%s\",\"producer\":\"" TRAINER "\",\"schemaURL\":\"" SCHEMA2
+	           "\",\"run\":{\"runId\":\"" R_EQ "\",\"facets\":{}},%s,\"inputs\":%s,\"outputs\":[]}",
+	           t0, job, inputs);
+	evs[1] = ev("{\"eventType\":\"COMPLETE\",\"eventTime\":\"%s\",\"producer\":\"" TRAINER
+	            "\",\"schemaURL\":\"" SCHEMA2 "\",\"run\":{\"runId\":\"" R_EQ
+	            "\",\"facets\":{}},%s,\"inputs\":%s,\"outputs\":%s}",
+	            t1, job, inputs, outputs);
+	send(evs, 2, NULL, 0);
+
+	/* Store 2 (fresh): the same run from a training script instrumented with OpenTelemetry only. */
+	char dir2[sizeof(dir) + 8];
+	snprintf(dir2, sizeof(dir2), "%s/spans", dir); /* removed with dir by teardown */
+	co_store_opts o = {.dir = dir2, .map_size = 64 << 20};
+	co_store *S2 = NULL;
+	tl_errmsg err = {{0}};
+	int rc = co_store_open(&o, &S2, &err);
+	cr_assert_eq(rc, 0, "open %s: %s (%s)", dir2, tl_strerror(rc), err.msg);
+	tl_pb_keyvalue **a = az(5 * sizeof(*a));
+	a[0] = kv_str("lineage.run_id", R_EQ);
+	a[1] = kv_arr("lineage.inputs", (const char *const[]){EQ_FEATURES_V, "s3://raw-bucket:labels", NULL});
+	a[2] = kv_arr("lineage.outputs", (const char *const[]){"warehouse:scores.churn", "model:churn:9", NULL});
+	a[3] = kv_str("lineage.job.namespace", "ml");
+	a[4] = kv_str("lineage.job.name", "train_eq");
+	tl_pb_span **sp = az(sizeof(*sp));
+	sp[0] = mk_span(0x61, 1, true, "train", T(t0), T(t1), a, 5);
+	co_store *S1 = S;
+	S = S2;
+	send(NULL, 0, sp, 1);
+	S = S1;
+
+	static const char *const ids[] = {"run:" R_EQ, "job:ml:train_eq", FEATURES,       EQ_FEATURES_V,
+	                                  EQ_LABELS,   EQ_SCORES,         "model:churn:9"};
+	/* Nodes and edges of each answer: each direction is walked on its own from the root, and the
+	 * version node is reached only from itself (co_lineage.h). */
+	static const size_t want[][2] = {{6, 5}, {4, 3}, {4, 3}, {4, 3}, {4, 3}, {5, 4}, {5, 4}};
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		json_t *de = show_in(S1, ids[i]), *ds = show_in(S2, ids[i]);
+		const char *top[] = {"root", "direction", "depth", "at", "truncated"};
+		for (size_t k = 0; k < sizeof(top) / sizeof(top[0]); k++)
+			cr_assert(json_equal(json_object_get(de, top[k]), json_object_get(ds, top[k])),
+			          "%s: \"%s\" differs", ids[i], top[k]);
+		const char *sn = canon_set(json_object_get(ds, "nodes"), true),
+		           *en = canon_set(json_object_get(de, "nodes"), true);
+		cr_assert_str_eq(sn, en, "%s: the nodes differ\nfrom spans:\n%sfrom events:\n%s", ids[i], sn, en);
+		const char *se = canon_set(json_object_get(ds, "edges"), false),
+		           *ee = canon_set(json_object_get(de, "edges"), false);
+		cr_assert_str_eq(se, ee, "%s: the edges differ\nfrom spans:\n%sfrom events:\n%s", ids[i], se, ee);
+		/* Not equal by being empty: the run, its job and what it read and wrote are around every node. */
+		cr_assert_eq(json_array_size(json_object_get(de, "nodes")), want[i][0], "%s: nodes", ids[i]);
+		cr_assert_eq(json_array_size(json_object_get(de, "edges")), want[i][1], "%s: edges", ids[i]);
+		json_decref(de);
+		json_decref(ds);
+	}
+
+	/* What both answers hold, spelled out once. */
+	json_t *d = show_in(S2, "run:" R_EQ);
+	cr_assert(has_edge(d, "job:ml:train_eq", "run:" R_EQ, "run"));
+	cr_assert(has_edge(d, FEATURES, "run:" R_EQ, "input"));
+	cr_assert(has_edge(d, EQ_LABELS, "run:" R_EQ, "input"));
+	cr_assert(has_edge(d, "run:" R_EQ, EQ_SCORES, "output"));
+	cr_assert(has_edge(d, "run:" R_EQ, "model:churn:9", "output"));
+	json_t *r = node(d, "run:" R_EQ);
+	cr_assert_str_eq(sget(r, "state"), "COMPLETE");
+	cr_assert_str_eq(sget(r, "started_at"), "2026-11-25T06:00:00.000000000Z");
+	cr_assert_str_eq(sget(r, "ended_at"), "2026-11-25T06:42:30.125000000Z");
+	cr_assert_str_eq(sget(r, "trace_id"), "61616161616161616161616161616162");
+	json_decref(d);
+	d = show_in(S2, EQ_FEATURES_V);
+	cr_assert(has_edge(d, EQ_FEATURES_V, "run:" R_EQ, "input"), "the version read is an input of its own");
+	json_decref(d);
+	d = show_in(S1, "run:" R_EQ);
+	cr_assert(json_is_null(json_object_get(node(d, "run:" R_EQ), "trace_id")));
+	cr_assert_str_eq(sget(node(d, "model:churn:9"), "dataset"), "dataset:model://registry:churn");
+	json_decref(d);
+	co_store_close(S2);
 }
