@@ -29,6 +29,7 @@
 
 #include "bench_gen.h"
 #include "bench_load.h"
+#include "bench_machine.h"
 #include "tl_arena.h"
 #include "tl_error.h"
 #include "tl_id.h"
@@ -331,19 +332,8 @@ static int verify(const tk_stack *st, const bl_result *res, size_t *found, char 
 /* A series' value in the agent's /metrics, or -1. */
 static long long agent_metric(const tk_stack *st, const char *series)
 {
-	tk_http_resp r;
-	long long v = -1;
-	if (tk_http(st->http_port, "GET", "/metrics", NULL, 0, NULL, 0, 5000, &r) != 0)
-		return -1;
-	size_t n = strlen(series);
-	for (const char *l = r.body; l != NULL && *l != '\0'; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-		if (strncmp(l, series, n) == 0 && l[n] == ' ') {
-			v = strtoll(l + n + 1, NULL, 10);
-			break;
-		}
-	}
-	tk_http_resp_fini(&r);
-	return v;
+	double v;
+	return tk_metric(st->http_port, series, &v) == 0 ? (long long)v : -1;
 }
 
 /*
@@ -364,35 +354,6 @@ static double wait_drained(const tk_stack *st)
 }
 
 /* ---- report ---- */
-
-static void machine(void)
-{
-	char model[128] = "?";
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	if (f != NULL) {
-		char line[256];
-		while (fgets(line, sizeof(line), f) != NULL) {
-			if (strncmp(line, "model name", 10) == 0) {
-				char *p = strchr(line, ':');
-				snprintf(model, sizeof(model), "%.100s", p ? p + 2 : line);
-				model[strcspn(model, "\n")] = 0;
-				break;
-			}
-		}
-		fclose(f);
-	}
-	double la[3] = {0};
-	if (getloadavg(la, 3) < 0) {
-		la[0] = -1;
-	}
-	struct utsname u;
-	uname(&u);
-	printf("machine: %ld cores (%s), %ld MiB RAM, Linux %s, LMDB %s\n", sysconf(_SC_NPROCESSORS_ONLN), model,
-	       (long)(sysconf(_SC_PHYS_PAGES) / 1024 * sysconf(_SC_PAGESIZE) / 1024), u.release,
-	       mdb_version(NULL, NULL, NULL));
-	printf("load average before the run: %.2f %.2f %.2f (other work on the machine skews every number)\n", la[0],
-	       la[1], la[2]);
-}
 
 static void usage(void)
 {
@@ -446,7 +407,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	machine();
+	bench_machine();
 
 	char why[512] = "";
 	bg_set set;

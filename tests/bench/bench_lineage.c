@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_machine.h"
 #include "co_lineage.h"
 #include "co_query.h"
 #include "co_store.h"
@@ -1129,34 +1130,6 @@ static double parse_ceiling(const gen *g, uint64_t *bytes_per_event)
 
 /* ---- report ---- */
 
-static void machine(void)
-{
-	char model[128] = "?";
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	if (f != NULL) {
-		char line[256];
-		while (fgets(line, sizeof(line), f) != NULL) {
-			if (strncmp(line, "model name", 10) == 0) {
-				char *p = strchr(line, ':');
-				snprintf(model, sizeof(model), "%.100s", p ? p + 2 : line);
-				model[strcspn(model, "\n")] = 0;
-				break;
-			}
-		}
-		fclose(f);
-	}
-	double la[3] = {0};
-	if (getloadavg(la, 3) < 0)
-		la[0] = -1;
-	struct utsname u;
-	uname(&u);
-	printf("machine: %ld cores (%s), %ld MiB RAM, Linux %s, LMDB %s\n", sysconf(_SC_NPROCESSORS_ONLN), model,
-	       (long)(sysconf(_SC_PHYS_PAGES) / 1024 * sysconf(_SC_PAGESIZE) / 1024), u.release,
-	       mdb_version(NULL, NULL, NULL));
-	printf("load average before the run: %.2f %.2f %.2f (other work on the machine skews every number)\n", la[0],
-	       la[1], la[2]);
-}
-
 static double mib_of(const char *dir, const char *file)
 {
 	char p[TK_PATH_MAX + 32];
@@ -1427,7 +1400,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	machine();
+	bench_machine();
 	uint64_t wall0 = tl_mono_ns();
 	gen g;
 	feeder *f = calloc(1, sizeof(*f));

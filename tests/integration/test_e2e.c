@@ -912,19 +912,8 @@ static void send_pb(const tl_pb_export_req *req)
 /* A series' value in the agent's /metrics (exact name, no labels), or -1. */
 static long long agent_metric(const char *series)
 {
-	tk_http_resp r;
-	long long v = -1;
-	if (tk_http(st.http_port, "GET", "/metrics", NULL, 0, NULL, 0, HTTP_TIMEOUT_MS, &r) != 0)
-		return -1;
-	size_t n = strlen(series);
-	for (const char *l = r.body; l != NULL && *l != '\0'; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-		if (strncmp(l, series, n) == 0 && l[n] == ' ') {
-			v = strtoll(l + n + 1, NULL, 10);
-			break;
-		}
-	}
-	tk_http_resp_fini(&r);
-	return v;
+	double v;
+	return tk_metric(st.http_port, series, &v) == 0 ? (long long)v : -1;
 }
 
 /*
