@@ -497,7 +497,9 @@ static void text_node(FILE *out, const co_cli *cli, const lgraph *g, size_t i)
 	if (j == NULL) {
 		fputs("  (named by an edge; not in the answer)\n", out);
 	} else if (strcmp(n->type, "run") == 0) {
-		const char *job = jstr(j, "job"), *error = jstr(j, "error"), *parent = jstr(j, "parent");
+		const char *job = jstr(j, "job_version"), *error = jstr(j, "error"), *parent = jstr(j, "parent");
+		if (job == NULL)
+			job = jstr(j, "job");
 		fputs("  ", out);
 		put_state(out, cli, jstr(j, "state"));
 		if (job != NULL)
@@ -528,7 +530,9 @@ static void text_node(FILE *out, const co_cli *cli, const lgraph *g, size_t i)
 			fputc('\n', out);
 		}
 	} else if (strcmp(n->type, "job") == 0) {
-		const char *st = jstr(j, "latest_state"), *lr = jstr(j, "latest_run");
+		const char *st = jstr(j, "latest_state"), *lr = jstr(j, "latest_run"), *v = jstr(j, "version");
+		if (v != NULL)
+			fprintf(out, "  version %s", v);
 		if (st != NULL || lr != NULL) {
 			fputs("  latest ", out);
 			if (st != NULL)
@@ -987,6 +991,8 @@ static void put_repro(FILE *out, const json_t *rep, const char *ind)
 	if (ver != NULL)
 		fprintf(out, "%s@ %s", url != NULL || path != NULL ? " " : "", ver);
 	fputc('\n', out);
+	const char *jv = jstr(rep, "job_version");
+	fprintf(out, "%sjob version: %s\n", ind, jv != NULL ? jv : "not known yet");
 	static const char *const fields[][2] = {
 	        {"parameters", "parameters"}, {"seeds", "seeds"}, {"environment", "environment"}};
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
@@ -1443,6 +1449,8 @@ int co_cli_emit_build(const co_cli_emit_opts *o, uint64_t now_ns, char **json, t
 	    jp.type != CO_LIN_JOB)
 		return tl_errf(err, TL_EINVALID, "--job: expected NAMESPACE:NAME (split at the last ':'), got '%s'",
 		               o->job != NULL ? o->job : "");
+	if (jp.version != NULL) /* '#' is part of an OpenLineage job name; only node ids give it a meaning */
+		jp.name_len = (size_t)(jp.version + jp.version_len - jp.name);
 	uint8_t rid[16];
 	if (o->run_id == NULL || tl_ol_uuid_parse(o->run_id, rid) != 0)
 		return tl_errf(err, TL_EINVALID, "--run-id: expected a UUID (8-4-4-4-12 hex digits), got '%s'",

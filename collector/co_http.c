@@ -138,7 +138,8 @@ static const char *mid(json_t *nodes_by_id, const char *id, bool *job)
 	}
 	if (strcmp(type, "job") == 0) {
 		*job = true;
-		return id;
+		const char *base = json_string_value(json_object_get(n, "job")); /* a job version's job */
+		return base != NULL ? base : id;
 	}
 	if (strcmp(type, "model") == 0)
 		return json_string_value(json_object_get(n, "dataset"));
@@ -158,6 +159,17 @@ json_t *co_http_marquez_graph(json_t *show)
 	json_t *nodes = json_object_get(show, "nodes"), *edges = json_object_get(show, "edges");
 	for (size_t i = 0; i < json_array_size(nodes); i++) {
 		json_t *n = json_array_get(nodes, i);
+		if (strcmp(str_of(n, "type"), "job") == 0 && json_is_string(json_object_get(n, "version"))) {
+			/* Marquez has no job version nodes: one stands for its job. */
+			json_t *c = json_copy(n);
+			if (c != NULL && json_object_set_new(c, "job",
+			                                     json_sprintf("job:%s:%s", str_of(n, "namespace"),
+			                                                  str_of(n, "name"))) == 0) {
+				json_object_set_new(byid, str_of(n, "id"), c);
+				continue;
+			}
+			json_decref(c);
+		}
 		json_object_set(byid, str_of(n, "id"), n);
 	}
 	for (size_t i = 0; i < json_array_size(nodes); i++) {

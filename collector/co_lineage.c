@@ -29,9 +29,9 @@ typedef Threadline__Store__V1__LineageNode st_node;
 typedef Threadline__Store__V1__LineageVersion st_ver;
 typedef Threadline__Store__V1__LineagePrediction st_pred;
 
-/* Node number types (top byte). A dataset version is its own type so a walk knows which edges to follow. */
-enum { NT_DATASET = 1, NT_JOB, NT_RUN, NT_MODEL, NT_DEPLOYMENT, NT_PRED, NT_DSVERSION };
-/* Edge types; E_VER marks the edges of a dataset version node. */
+/* Node number types (top byte). A dataset or job version is its own type so a walk knows which edges to follow. */
+enum { NT_DATASET = 1, NT_JOB, NT_RUN, NT_MODEL, NT_DEPLOYMENT, NT_PRED, NT_DSVERSION, NT_JOBVERSION };
+/* Edge types; E_VER marks the edges of a dataset or job version node. */
 enum { E_INPUT = 1, E_OUTPUT, E_RUN, E_PARENT, E_SERVED, E_DEPLOYED };
 #define E_VER 0x80
 #define E_TYPE(b) ((b)&0x7f)
@@ -116,18 +116,15 @@ int co_lineage_id_parse(const char *id, size_t len, co_lineage_id *out, tl_errms
 		out->ns_len = (size_t)(c - rest);
 		out->name = c + 1;
 		out->name_len = rl - out->ns_len - 1;
-		if (type == CO_LIN_DATASET) {
-			const char *h = last_char(out->name, out->name_len, '#');
-			if (h != NULL) {
-				size_t nl = (size_t)(h - out->name);
-				if (nl == 0 || nl + 1 == out->name_len)
-					return tl_errf(err, TL_EINVALID,
-					               "node id \"%.*s\": want dataset:NAMESPACE:NAME#VERSION",
-					               (int)(len > 64 ? 64 : len), id);
-				out->version = h + 1;
-				out->version_len = out->name_len - nl - 1;
-				out->name_len = nl;
-			}
+		const char *h = last_char(out->name, out->name_len, '#');
+		if (h != NULL) {
+			size_t nl = (size_t)(h - out->name);
+			if (nl == 0 || nl + 1 == out->name_len)
+				return tl_errf(err, TL_EINVALID, "node id \"%.*s\": want %s:NAMESPACE:NAME#VERSION",
+				               (int)(len > 64 ? 64 : len), id, type_names[type]);
+			out->version = h + 1;
+			out->version_len = out->name_len - nl - 1;
+			out->name_len = nl;
 		}
 		return 0;
 	case CO_LIN_RUN: {
@@ -197,15 +194,16 @@ int co_lineage_id_format(const co_lineage_id *id, char *buf, size_t cap)
 	case CO_LIN_JOB:
 		if (id->ns_len == 0 || id->name_len == 0 || id->ns == NULL || id->name == NULL)
 			return TL_EINVALID;
-		if (id->type == CO_LIN_DATASET && id->version != NULL && id->version_len > 0)
+		if (id->version != NULL && id->version_len > 0)
 			return join(buf, cap,
-			            (piece[]){P("dataset:"),
+			            (piece[]){{type_names[id->type], strlen(type_names[id->type])},
+			                      P(":"),
 			                      {id->ns, id->ns_len},
 			                      P(":"),
 			                      {id->name, id->name_len},
 			                      P("#"),
 			                      {id->version, id->version_len}},
-			            6);
+			            7);
 		return join(buf, cap,
 		            (piece[]){{type_names[id->type], strlen(type_names[id->type])},
 		                      P(":"),
@@ -243,9 +241,11 @@ static size_t slen(const char *s)
 	return s != NULL ? strlen(s) : 0;
 }
 
-int co_lineage_id_dataset(char *buf, size_t cap, const char *ns, const char *name, const char *version)
+/* A dataset or job id: "TYPE:NS:NAME", "#VERSION" appended when version is not NULL or empty. */
+static int ns_name_id(co_lineage_type type, char *buf, size_t cap, const char *ns, const char *name,
+                      const char *version)
 {
-	co_lineage_id id = {.type = CO_LIN_DATASET,
+	co_lineage_id id = {.type = type,
 	                    .ns = ns,
 	                    .ns_len = slen(ns),
 	                    .name = name,
@@ -255,10 +255,14 @@ int co_lineage_id_dataset(char *buf, size_t cap, const char *ns, const char *nam
 	return co_lineage_id_format(&id, buf, cap);
 }
 
-int co_lineage_id_job(char *buf, size_t cap, const char *ns, const char *name)
+int co_lineage_id_dataset(char *buf, size_t cap, const char *ns, const char *name, const char *version)
 {
-	co_lineage_id id = {.type = CO_LIN_JOB, .ns = ns, .ns_len = slen(ns), .name = name, .name_len = slen(name)};
-	return co_lineage_id_format(&id, buf, cap);
+	return ns_name_id(CO_LIN_DATASET, buf, cap, ns, name, version);
+}
+
+int co_lineage_id_job(char *buf, size_t cap, const char *ns, const char *name, const char *version)
+{
+	return ns_name_id(CO_LIN_JOB, buf, cap, ns, name, version);
 }
 
 int co_lineage_id_run(char *buf, size_t cap, const uint8_t run_id[16])
@@ -719,7 +723,7 @@ static int ensure_job(wctx *w, const char *ns, const char *name, uint64_t t, uin
 {
 	*nid = 0;
 	char id[ID_CAP];
-	int n = co_lineage_id_job(id, ID_CAP, ns, name);
+	int n = co_lineage_id_job(id, ID_CAP, ns, name, NULL);
 	if (n < 0)
 		return 0;
 	st_node rec = THREADLINE__STORE__V1__LINEAGE_NODE__INIT;
@@ -763,6 +767,130 @@ static int apply_io(wctx *w, uint64_t node, st_node *run, const tl_ol_dataset *d
 			return rc;
 	}
 	return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * The ids of the datasets and models a run read (up) or wrote (!up), sorted,
+ * in the scratch arena. Returns 0 or an LMDB/ENOMEM code.
+ */
+static int run_io_ids(wctx *w, uint64_t run, bool up, const char ***out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	MDB_cursor **cp = up ? &w->up : &w->down;
+	int rc = cursor(w, up ? w->db->up : w->db->down, cp);
+	if (rc != 0)
+		return rc;
+	uint8_t kb[8];
+	put_be64(kb, run);
+	MDB_val k = {8, kb}, v;
+	size_t cap = 0;
+	for (rc = mdb_cursor_get(*cp, &k, &v, MDB_SET_KEY); rc == 0; rc = mdb_cursor_get(*cp, &k, &v, MDB_NEXT_DUP)) {
+		if (v.mv_size != EDGE_LEN)
+			return MDB_CORRUPTED;
+		uint8_t type = *(const uint8_t *)v.mv_data;
+		if (type != (up ? E_INPUT : E_OUTPUT))
+			continue;
+		uint64_t other = get_be64((const uint8_t *)v.mv_data + 1);
+		st_node *rec;
+		if ((rc = node_load(w, other, "", &rec)) != 0)
+			return rc;
+		/* A model version counts as its model, "model:NAME": a new version is the same output. */
+		const char *id = rec->id != NULL ? rec->id : "";
+		if (NT(other) == NT_MODEL && nonempty(rec->name)) {
+			size_t nl = strlen(rec->name);
+			char *m = tl_arena_alloc(w->a, nl + 7);
+			if (m == NULL)
+				return ENOMEM;
+			memcpy(m, "model:", 6);
+			memcpy(m + 6, rec->name, nl + 1);
+			id = m;
+		}
+		if (*n == cap) {
+			size_t nc = cap ? cap * 2 : 8;
+			const char **nl = tl_arena_alloc(w->a, nc * sizeof(*nl));
+			if (nl == NULL)
+				return ENOMEM;
+			if (*n > 0)
+				memcpy(nl, *out, *n * sizeof(*nl));
+			*out = nl;
+			cap = nc;
+		}
+		(*out)[(*n)++] = id;
+	}
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	if (*n > 1)
+		qsort(*out, *n, sizeof(**out), cmp_str);
+	return 0;
+}
+
+static void hash_str(crypto_generichash_state *h, const char *s)
+{
+	crypto_generichash_update(h, (const unsigned char *)(s != NULL ? s : ""), strlen(s != NULL ? s : "") + 1);
+}
+
+/*
+ * Records the version of the job the run executed, once: the code version of
+ * its sourceCodeLocation facet when it has one, else (when the run ends) the
+ * first 16 hex digits of the BLAKE2b of the code location and the sorted ids
+ * of the datasets the run read and wrote. The job version node
+ * "job:NS:NAME#VERSION" gets an edge to the run, so it lists the runs of that
+ * version. Returns 0 or an LMDB/ENOMEM code.
+ */
+static int job_version_set(wctx *w, uint64_t run, st_node *r, uint64_t t, bool ended)
+{
+	if (r->job_version != 0 || r->job == 0)
+		return 0;
+	const char *v = r->code_version;
+	char hex[17];
+	if (!nonempty(v) || strchr(v, '#') != NULL) {
+		if (!ended)
+			return 0;
+		const char **in, **out;
+		size_t nin, nout;
+		int rc = run_io_ids(w, run, true, &in, &nin);
+		if (rc == 0)
+			rc = run_io_ids(w, run, false, &out, &nout);
+		if (rc != 0)
+			return rc;
+		crypto_generichash_state h;
+		crypto_generichash_init(&h, NULL, 0, 8);
+		hash_str(&h, r->code_url);
+		hash_str(&h, r->code_path);
+		hash_str(&h, "inputs");
+		for (size_t i = 0; i < nin; i++)
+			hash_str(&h, in[i]);
+		hash_str(&h, "outputs");
+		for (size_t i = 0; i < nout; i++)
+			hash_str(&h, out[i]);
+		unsigned char d[8];
+		crypto_generichash_final(&h, d, sizeof(d));
+		sodium_bin2hex(hex, sizeof(hex), d, sizeof(d));
+		v = hex;
+	}
+	st_node *job;
+	int rc = node_load(w, r->job, "", &job);
+	if (rc != 0)
+		return rc;
+	char id[ID_CAP];
+	int n = co_lineage_id_job(id, ID_CAP, job->namespace_, job->name, v);
+	if (n < 0)
+		return 0; /* too long to name: the run stays without a job version */
+	st_node rec = THREADLINE__STORE__V1__LINEAGE_NODE__INIT;
+	rec.namespace_ = job->namespace_;
+	rec.name = job->name;
+	rec.version = (char *)v;
+	uint64_t jv;
+	if ((rc = node_ensure(w, NT_JOBVERSION, id, (size_t)n, t, &rec, &jv, NULL)) != 0)
+		return rc;
+	r->job_version = jv;
+	return edge_put(w, jv, run, E_RUN | E_VER, t, 0);
 }
 
 static int apply_run_event(wctx *w, const tl_ol_event *ev)
@@ -816,6 +944,9 @@ static int apply_run_event(wctx *w, const tl_ol_event *ev)
 		return rc;
 	if ((rc = apply_io(w, run, r, ev->inputs, ev->ninputs, true, t)) != 0 ||
 	    (rc = apply_io(w, run, r, ev->outputs, ev->noutputs, false, t)) != 0)
+		return rc;
+	bool ended = ev->type == TL_OL_COMPLETE || ev->type == TL_OL_FAIL || ev->type == TL_OL_ABORT;
+	if ((rc = job_version_set(w, run, r, t, ended)) != 0)
 		return rc;
 	return node_store(w, run, r);
 }
@@ -1002,6 +1133,9 @@ static int span_run(wctx *w, const tl_pb_span *sp, const span_lin *l, const uint
 		}
 	}
 	if ((rc = span_io(w, run, r, l->inputs, true, t)) != 0 || (rc = span_io(w, run, r, l->outputs, false, t)) != 0)
+		return rc;
+	bool ended = span_is_root(sp) && sp->end_time_unix_nano >= t && sp->end_time_unix_nano != 0;
+	if (ended && (rc = job_version_set(w, run, r, sp->end_time_unix_nano, true)) != 0)
 		return rc;
 	return node_store(w, run, r);
 }
@@ -1490,7 +1624,7 @@ typedef struct step {
 	uint32_t from; /* the node being expanded */
 	uint32_t d;    /* distance of its neighbours */
 	bool up;
-	bool version;  /* it is a dataset version: only version edges count */
+	bool version;  /* it is a dataset or job version: only version edges count */
 	bool collapse; /* it is a dataset or model: keep the latest run of each job */
 } step;
 
@@ -1638,7 +1772,7 @@ static int walk(graph *g, uint32_t root, bool up, unsigned depth)
 		step st = {.from = i,
 		           .d = d + 1,
 		           .up = up,
-		           .version = nt == NT_DSVERSION,
+		           .version = nt == NT_DSVERSION || nt == NT_JOBVERSION,
 		           .collapse = nt == NT_DATASET || nt == NT_DSVERSION || nt == NT_MODEL};
 		int rc = 0;
 		if (NT(g->n[i].nid) == NT_PRED) {
@@ -1819,6 +1953,7 @@ static json_t *facet_get(graph *g, uint64_t nid, const char *name)
 }
 
 typedef struct latest {
+	uint8_t want; /* E_RUN for a job, E_RUN | E_VER for a job version */
 	uint64_t run, t;
 } latest;
 
@@ -1827,7 +1962,7 @@ static bool latest_run_edge(graph *g, void *ud, uint8_t type, uint64_t other, ui
 	(void)group;
 	(void)g;
 	latest *l = ud;
-	if (type == E_RUN && (t > l->t || (t == l->t && other > l->run))) {
+	if (type == l->want && (t > l->t || (t == l->t && other > l->run))) {
 		l->run = other;
 		l->t = t;
 	}
@@ -1846,6 +1981,7 @@ static json_t *run_fields(graph *g, uint64_t nid, const st_node *r, json_t *o)
 	if (rc != 0)
 		set_err(g, rc);
 	set(o, "job", node_id_json(g, r->job));
+	set(o, "job_version", node_id_json(g, r->job_version));
 	set(o, "state", ri.state != TL_OL_TYPE_NONE ? json_string(tl_ol_type_name(ri.state)) : json_null());
 	set(o, "started_at", jtime(ri.started));
 	set(o, "ended_at", jtime(ri.ended));
@@ -1863,8 +1999,9 @@ static json_t *node_json(graph *g, const qn *x)
 	json_t *o = json_object();
 	unsigned t = NT(x->nid);
 	set(o, "id", jstr(qn_id(x)));
-	static const char *const tn[] = {"", "dataset", "job", "run", "model", "deployment", "prediction", "dataset"};
-	set(o, "type", json_string(t < 8 ? tn[t] : "unknown"));
+	static const char *const tn[] = {"",           "dataset",    "job",     "run", "model",
+	                                 "deployment", "prediction", "dataset", "job"};
+	set(o, "type", json_string(t < sizeof(tn) / sizeof(tn[0]) ? tn[t] : "unknown"));
 	set(o, "distance", json_integer(x->dist));
 	const st_node *r = x->rec;
 	switch (t) {
@@ -1875,16 +2012,22 @@ static json_t *node_json(graph *g, const qn *x)
 		set(o, "version", jstr(r->version));
 		set(o, "facets", t == NT_DATASET ? facets_json(g, x->nid) : json_null());
 		break;
-	case NT_JOB: {
-		latest l = {0, 0};
+	case NT_JOB:
+	case NT_JOBVERSION: {
+		latest l = {t == NT_JOB ? E_RUN : E_RUN | E_VER, 0, 0};
 		int rc = edges_each(g, x->nid, false, latest_run_edge, &l);
 		run_info ri = {0};
-		if (rc == 0 && l.run != 0)
-			rc = run_info_get(g, l.run, &ri);
+		st_node *lr = NULL;
+		if (rc == 0 && l.run != 0 && (rc = run_info_get(g, l.run, &ri)) == 0)
+			rc = read_node(g, l.run, &lr);
 		if (rc != 0)
 			set_err(g, rc);
 		set(o, "namespace", jstr(r->namespace_));
 		set(o, "name", jstr(r->name));
+		if (t == NT_JOBVERSION)
+			set(o, "version", jstr(r->version));
+		else
+			set(o, "latest_version", lr != NULL ? node_id_json(g, lr->job_version) : json_null());
 		set(o, "latest_run", node_id_json(g, l.run));
 		set(o, "latest_state",
 		    ri.state != TL_OL_TYPE_NONE ? json_string(tl_ol_type_name(ri.state)) : json_null());
@@ -2194,6 +2337,7 @@ static json_t *repro_json(graph *g, uint64_t run, const st_node *r)
 	set(o, "code_url", jstr(r->code_url));
 	set(o, "code_path", jstr(r->code_path));
 	set(o, "code_version", jstr(r->code_version));
+	set(o, "job_version", node_id_json(g, r->job_version));
 	json_t *params = NULL;
 	static const char *const pnames[] = {"threadline_params", "parameters"};
 	for (size_t i = 0; i < 2 && params == NULL; i++) {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The lineage graph: datasets, dataset versions, jobs, runs (with their
+ * The lineage graph: datasets, dataset versions, jobs, job versions, runs (with their
  * state history), model versions, deployments and predictions, kept in the
  * collector's LMDB store and written in the same transaction as the batch
  * that brought them (OpenLineage events and spans with ml.* / lineage.*
@@ -9,11 +9,11 @@
  * inputs.
  *
  * Node ids (DESIGN.md §4): "dataset:NS:NAME" (a version: "dataset:NS:NAME#V"),
- * "job:NS:NAME", "run:UUID", "model:NAME:VERSION", "deployment:NAME",
+ * "job:NS:NAME" (a version: "job:NS:NAME#V"), "run:UUID", "model:NAME:VERSION", "deployment:NAME",
  * "prediction:ID". A dataset or job id splits into namespace and name at its
  * LAST ':' (namespaces such as "postgres://db:5432" contain ':'; a name that
  * contains ':' can be stored but not named on the command line), a dataset
- * version at the last '#' after it, a model id into name and version at its
+ * or job version at the last '#' after it, a model id into name and version at its
  * last ':'.
  *
  * Storage (all integers big-endian). Every node but a prediction has a node
@@ -37,7 +37,11 @@
  * An edge's time is the earliest event time that showed it, a run state's
  * the time of its event, so a query "at T" keeps what was known by T.
  * Applying the same event twice changes nothing. Edges to a dataset version
- * carry a flag bit and are followed only from the version node itself.
+ * and from a job version carry a flag bit and are followed only from the
+ * version node itself. A run's job version is fixed once known: the code
+ * version of its job's sourceCodeLocation facet, or when the run ends a digest
+ * of the code location and the datasets it read and wrote (see
+ * job_version_set in co_lineage.c).
  * Edge types: input (dataset -> run), output (run -> dataset or model), run
  * (job -> run), parent (parent run -> run), deployed (model -> deployment);
  * served (model -> prediction) lives in lin_model_preds.
@@ -90,7 +94,7 @@ typedef struct co_lineage_id {
 	size_t ns_len;
 	const char *name; /* dataset, job, model, deployment; the id of a prediction */
 	size_t name_len;
-	const char *version; /* dataset version (NULL when none), model version */
+	const char *version; /* dataset or job version (NULL when none), model version */
 	size_t version_len;
 	uint8_t run_id[16]; /* run */
 } co_lineage_id;
@@ -109,7 +113,7 @@ int co_lineage_id_parse(const char *id, size_t len, co_lineage_id *out, tl_errms
  */
 int co_lineage_id_format(const co_lineage_id *id, char *buf, size_t cap);
 int co_lineage_id_dataset(char *buf, size_t cap, const char *ns, const char *name, const char *version);
-int co_lineage_id_job(char *buf, size_t cap, const char *ns, const char *name);
+int co_lineage_id_job(char *buf, size_t cap, const char *ns, const char *name, const char *version);
 int co_lineage_id_run(char *buf, size_t cap, const uint8_t run_id[16]);
 int co_lineage_id_model(char *buf, size_t cap, const char *name, const char *version);
 int co_lineage_id_deployment(char *buf, size_t cap, const char *name);

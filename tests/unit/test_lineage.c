@@ -634,6 +634,8 @@ Test(lineage, explain_walks_back_with_reproducibility)
 	cr_assert_str_eq(sget(rep, "code_url"), "https://github.com/acme/churn");
 	cr_assert_str_eq(sget(rep, "code_path"), "train/train.py");
 	cr_assert_str_eq(sget(rep, "code_version"), "9f1c2ab");
+	cr_assert_str_eq(sget(rep, "job_version"), "job:ml:train_churn#9f1c2ab");
+	cr_assert_str_eq(sget(tr, "job_version"), "job:ml:train_churn#9f1c2ab");
 	json_t *params = json_object_get(rep, "parameters");
 	cr_assert_eq(json_integer_value(json_object_get(params, "max_depth")), 6);
 	cr_assert_null(json_object_get(params, "_producer"), "facet bookkeeping is not a parameter");
@@ -646,6 +648,10 @@ Test(lineage, explain_walks_back_with_reproducibility)
 	cr_assert_eq(iget(fr, "distance"), 4);
 	cr_assert_str_eq(sget(fr, "job"), "job:airflow-prod:features_dag.build_user_features");
 	cr_assert_str_eq(sget(fr, "parent"), "run:" R_DAG);
+	const char *fv = sget(json_object_get(fr, "reproducibility"), "job_version");
+	static const char fjob[] = "job:airflow-prod:features_dag.build_user_features#";
+	cr_assert(fv != NULL && strncmp(fv, fjob, strlen(fjob)) == 0 && strlen(fv) == strlen(fjob) + 16,
+	          "no code version: a digest (%s)", fv != NULL ? fv : "null");
 	cr_assert(in_array(json_object_get(fr, "outputs"), FEATURES));
 	json_t *env = json_object_get(json_object_get(fr, "reproducibility"), "environment");
 	cr_assert_str_eq(sget(json_object_get(env, "processing_engine"), "name"), "spark");
@@ -1044,6 +1050,107 @@ Test(lineage, daily_runs_collapse_to_the_latest_per_job)
 	json_decref(d);
 }
 
+/* ---- job versions ---- */
+
+/* A run of ml:train_churn that reads features.users and writes churn VERSION, with the given code version. */
+static ProtobufCBinaryData train_run(const char *run_id, const char *type, const char *time, const char *code,
+                                     const char *model_version)
+{
+	char codefacet[256] = "";
+	if (code != NULL)
+		snprintf(codefacet, sizeof(codefacet),
+		         "\"sourceCodeLocation\":{\"_producer\":\"" TRAINER
+		         "\",\"_schemaURL\":\"https://openlineage.io/"
+		         "spec/facets/1-0-1/SourceCodeLocationJobFacet.json\",\"type\":\"git\",\"url\":\"https://"
+		         "github.com/acme/churn\",\"version\":\"%s\"}",
+		         code);
+	return ev("{\"eventType\":\"%s\",\"eventTime\":\"%s\",\"producer\":\"" TRAINER "\",\"run\":{\"runId\":\"%s\"},"
+	          "\"job\":{\"namespace\":\"ml\",\"name\":\"train_churn\",\"facets\":{%s}},\"inputs\":[{\"namespace\":"
+	          "\"warehouse\",\"name\":\"features.users\"}],\"outputs\":[{\"namespace\":\"model://registry\","
+	          "\"name\":\"churn\",\"facets\":{\"threadline_model\":{\"_producer\":\"" TRAINER "\",\"_schemaURL\":"
+	          "\"https://threadline.dev/facets/ModelDatasetFacet.json\",\"name\":\"churn\",\"version\":\"%s\"}}}]}",
+	          type, time, run_id, codefacet, model_version);
+}
+
+Test(lineage, job_versions_from_code_version)
+{
+	ProtobufCBinaryData evs[4];
+	evs[0] = train_run("0190e4a2-8a4b-7c6e-9d1f-0000000c0d01", "COMPLETE", "2026-11-20T10:00:00Z", "9f1c2ab", "7");
+	evs[1] = train_run("0190e4a2-8a4b-7c6e-9d1f-0000000c0d02", "COMPLETE", "2026-11-21T10:00:00Z", "9f1c2ab", "8");
+	evs[2] = train_run("0190e4a2-8a4b-7c6e-9d1f-0000000c0d03", "START", "2026-11-22T10:00:00Z", "a0b1c2d", "9");
+	send(evs, 3, NULL, 0);
+
+	/* The version node lists the runs of that code version, and only those. */
+	json_t *d = show("job:ml:train_churn#9f1c2ab", CO_LIN_DOWNSTREAM, 1, NULL, 0);
+	json_t *root = node(d, "job:ml:train_churn#9f1c2ab");
+	cr_assert_str_eq(sget(root, "type"), "job");
+	cr_assert_str_eq(sget(root, "version"), "9f1c2ab");
+	cr_assert_str_eq(sget(root, "name"), "train_churn");
+	cr_assert_str_eq(sget(root, "latest_run"), "run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d02");
+	cr_assert(has_edge(d, "job:ml:train_churn#9f1c2ab", "run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d01", "run"));
+	cr_assert(has_edge(d, "job:ml:train_churn#9f1c2ab", "run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d02", "run"));
+	cr_assert_null(node(d, "run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d03"), "another code version");
+	json_decref(d);
+
+	/* A code version is known from the first event: a run still going has it. */
+	d = show("run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d03", CO_LIN_UPSTREAM, 1, NULL, 0);
+	cr_assert_str_eq(sget(node(d, "run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d03"), "job_version"),
+	                 "job:ml:train_churn#a0b1c2d");
+	cr_assert_null(node(d, "job:ml:train_churn#a0b1c2d"), "a run's walk leaves version nodes out");
+	cr_assert_not_null(node(d, "job:ml:train_churn"));
+	cr_assert_str_eq(sget(node(d, "job:ml:train_churn"), "latest_version"), "job:ml:train_churn#a0b1c2d");
+	json_decref(d);
+
+	/* --at: the version did not exist before its first run. */
+	co_lineage_show_opts o = {.node_id = "job:ml:train_churn#a0b1c2d", .at_ns = T("2026-11-21T12:00:00Z")};
+	char *js;
+	tl_errmsg err = {{0}};
+	cr_assert_eq(co_lineage_show(S, &o, &QA, &js, &err), TL_ENOTFOUND);
+	cr_assert(strstr(err.msg, "did not exist yet") != NULL, "%s", err.msg);
+}
+
+Test(lineage, job_versions_from_inputs_and_outputs)
+{
+	/* No code version: the version is a digest of what the run read and wrote, fixed when it ends. */
+	ProtobufCBinaryData evs[8];
+	size_t n = 0;
+	evs[n++] = train_run("0190e4a2-8a4b-7c6e-9d1f-0000000d0101", "START", "2026-11-20T10:00:00Z", NULL, "7");
+	send(evs, n, NULL, 0);
+	json_t *d = show("run:0190e4a2-8a4b-7c6e-9d1f-0000000d0101", CO_LIN_UPSTREAM, 1, NULL, 0);
+	cr_assert(json_is_null(json_object_get(node(d, "run:0190e4a2-8a4b-7c6e-9d1f-0000000d0101"), "job_version")),
+	          "not known before the run ends");
+	json_decref(d);
+
+	n = 0;
+	evs[n++] = train_run("0190e4a2-8a4b-7c6e-9d1f-0000000d0101", "COMPLETE", "2026-11-20T11:00:00Z", NULL, "7");
+	/* The next day's run writes a new model version of the same model: the same job version. */
+	evs[n++] = train_run("0190e4a2-8a4b-7c6e-9d1f-0000000d0102", "COMPLETE", "2026-11-21T11:00:00Z", NULL, "8");
+	/* A run that also reads labels is another version of the job. */
+	evs[n++] = ev("{\"eventType\":\"FAIL\",\"eventTime\":\"2026-11-22T11:00:00Z\",\"producer\":\"" TRAINER
+	              "\",\"run\":{\"runId\":\"0190e4a2-8a4b-7c6e-9d1f-0000000d0103\"},\"job\":{\"namespace\":\"ml\","
+	              "\"name\":\"train_churn\"},\"inputs\":[{\"namespace\":\"warehouse\",\"name\":\"features.users\"},"
+	              "{\"namespace\":\"s3://raw\",\"name\":\"labels\"}],\"outputs\":[]}");
+	send(evs, n, NULL, 0);
+
+	const char *v[3];
+	json_t *docs[3];
+	for (int i = 0; i < 3; i++) {
+		char id[64];
+		snprintf(id, sizeof(id), "run:0190e4a2-8a4b-7c6e-9d1f-0000000d010%d", i + 1);
+		docs[i] = show(id, CO_LIN_UPSTREAM, 1, NULL, 0);
+		v[i] = sget(node(docs[i], id), "job_version");
+		cr_assert_not_null(v[i], "%s has a job version once it ended", id);
+		cr_assert(strncmp(v[i], "job:ml:train_churn#", 19) == 0 && strlen(v[i]) == 19 + 16, "%s", v[i]);
+	}
+	cr_assert_str_eq(v[0], v[1], "same code location, inputs and outputs: same version");
+	cr_assert_str_neq(v[0], v[2], "another input: another version");
+	d = show(v[0], CO_LIN_DOWNSTREAM, 1, NULL, 0);
+	cr_assert_eq(json_array_size(json_object_get(d, "nodes")), 3, "the version and its two runs");
+	json_decref(d);
+	for (int i = 0; i < 3; i++)
+		json_decref(docs[i]);
+}
+
 /* ---- errors and the query path ---- */
 
 Test(lineage, unknown_and_malformed_nodes)
@@ -1131,7 +1238,7 @@ Test(lineage, id_helpers)
 	cr_assert_eq(id.type, CO_LIN_PREDICTION);
 	cr_assert_eq(id.name_len, 5);
 
-	cr_assert_eq(co_lineage_id_job(buf, sizeof(buf), "airflow", "dag.task"), 20);
+	cr_assert_eq(co_lineage_id_job(buf, sizeof(buf), "airflow", "dag.task", NULL), 20);
 	cr_assert_str_eq(buf, "job:airflow:dag.task");
 	cr_assert_eq(co_lineage_id_dataset(buf, sizeof(buf), "ns", "n", NULL), 12);
 	cr_assert_eq(co_lineage_id_model(buf, sizeof(buf), "m", ""), TL_EINVALID);
@@ -1146,6 +1253,16 @@ Test(lineage, id_helpers)
 	cr_assert(strstr(err.msg, "table:x:y") != NULL);
 	s = "dataset:ns:name#";
 	cr_assert_eq(co_lineage_id_parse(s, strlen(s), &id, &err), TL_EINVALID);
+	s = "job:airflow:dag.task#9f1c2ab";
+	cr_assert_eq(co_lineage_id_parse(s, strlen(s), &id, &err), 0);
+	cr_assert_eq(id.type, CO_LIN_JOB);
+	cr_assert_eq(id.name_len, strlen("dag.task"));
+	cr_assert_eq(strncmp(id.version, "9f1c2ab", id.version_len), 0);
+	cr_assert_eq(co_lineage_id_job(buf, sizeof(buf), "airflow", "dag.task", "9f1c2ab"), (int)strlen(s));
+	cr_assert_str_eq(buf, s);
+	s = "job:airflow:#v";
+	cr_assert_eq(co_lineage_id_parse(s, strlen(s), &id, &err), TL_EINVALID);
+	cr_assert(strstr(err.msg, "job:NAMESPACE:NAME#VERSION") != NULL, "%s", err.msg);
 	static char big[CO_LINEAGE_ID_MAX + 16];
 	memcpy(big, "dataset:a:", 10);
 	memset(big + 10, 'x', CO_LINEAGE_ID_MAX);
@@ -1458,6 +1575,7 @@ Test(lineage, spans_and_events_give_the_same_edges)
 	cr_assert(has_edge(d, "run:" R_EQ, "model:churn:9", "output"));
 	json_t *r = node(d, "run:" R_EQ);
 	cr_assert_str_eq(sget(r, "state"), "COMPLETE");
+	cr_assert_not_null(sget(r, "job_version"), "both sources give the run the same job version, not none");
 	cr_assert_str_eq(sget(r, "started_at"), "2026-11-25T06:00:00.000000000Z");
 	cr_assert_str_eq(sget(r, "ended_at"), "2026-11-25T06:42:30.125000000Z");
 	cr_assert_str_eq(sget(r, "trace_id"), "61616161616161616161616161616162");

@@ -119,3 +119,35 @@ Test(marquez, an_empty_document_gives_an_empty_graph)
 	json_decref(g);
 	json_decref(show);
 }
+
+Test(marquez, a_job_version_stands_for_its_job)
+{
+	/* lineage show job:ml:train#9f1c2ab --downstream: the version, its run and what the run wrote. */
+	json_t *show = json_loads(
+	        "{\"root\":\"job:ml:train#9f1c2ab\",\"nodes\":["
+	        "{\"id\":\"job:ml:train#9f1c2ab\",\"type\":\"job\",\"distance\":0,\"namespace\":\"ml\",\"name\":"
+	        "\"train\","
+	        "\"version\":\"9f1c2ab\"},"
+	        "{\"id\":\"run:11111111-1111-4111-8111-111111111111\",\"type\":\"run\",\"distance\":1,\"job\":"
+	        "\"job:ml:train\",\"job_version\":\"job:ml:train#9f1c2ab\",\"state\":\"COMPLETE\",\"started_at\":"
+	        "\"2026-11-20T10:00:00.000000000Z\",\"ended_at\":\"2026-11-20T11:00:00.000000000Z\"},"
+	        "{\"id\":\"dataset:wh:scores\",\"type\":\"dataset\",\"distance\":2,\"namespace\":\"wh\",\"name\":"
+	        "\"scores\"}],\"edges\":["
+	        "{\"from\":\"job:ml:train#9f1c2ab\",\"to\":\"run:11111111-1111-4111-8111-111111111111\",\"type\":"
+	        "\"run\"},"
+	        "{\"from\":\"run:11111111-1111-4111-8111-111111111111\",\"to\":\"dataset:wh:scores\",\"type\":"
+	        "\"output\"}"
+	        "]}",
+	        0, NULL);
+	cr_assert_not_null(show);
+	json_t *g = co_http_marquez_graph(show);
+	cr_assert_not_null(g);
+	cr_assert_eq(json_array_size(json_object_get(g, "graph")), 2, "one job and one dataset");
+	cr_assert_null(node(g, "job:ml:train#9f1c2ab"));
+	json_t *job = node(g, "job:ml:train");
+	cr_assert_not_null(job);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(job, "data"), "name")), "train");
+	cr_assert(has_edge(job, "outEdges", "job:ml:train", "dataset:wh:scores"));
+	json_decref(g);
+	json_decref(show);
+}
