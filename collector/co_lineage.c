@@ -1994,6 +1994,8 @@ static json_t *run_fields(graph *g, uint64_t nid, const st_node *r, json_t *o)
 	return o;
 }
 
+static int lookup(graph *g, const char *id, size_t len, uint64_t *nid, uint64_t *first);
+
 static json_t *node_json(graph *g, const qn *x)
 {
 	json_t *o = json_object();
@@ -2003,6 +2005,15 @@ static json_t *node_json(graph *g, const qn *x)
 	                                 "deployment", "prediction", "dataset", "job"};
 	set(o, "type", json_string(t < sizeof(tn) / sizeof(tn[0]) ? tn[t] : "unknown"));
 	set(o, "distance", json_integer(x->dist));
+	if (t != NT_PRED) {
+		/* The event time that first showed the node. */
+		uint64_t nid, first = 0;
+		const char *id = qn_id(x);
+		int rc = lookup(g, id, strlen(id), &nid, &first);
+		if (rc != 0)
+			set_err(g, rc);
+		set(o, "first_seen", jtime(first));
+	}
 	const st_node *r = x->rec;
 	switch (t) {
 	case NT_DATASET:

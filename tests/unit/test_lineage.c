@@ -1087,6 +1087,7 @@ Test(lineage, job_versions_from_code_version)
 	cr_assert_str_eq(sget(root, "version"), "9f1c2ab");
 	cr_assert_str_eq(sget(root, "name"), "train_churn");
 	cr_assert_str_eq(sget(root, "latest_run"), "run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d02");
+	cr_assert_str_eq(sget(root, "first_seen"), "2026-11-20T10:00:00.000000000Z", "its first run's event");
 	cr_assert(has_edge(d, "job:ml:train_churn#9f1c2ab", "run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d01", "run"));
 	cr_assert(has_edge(d, "job:ml:train_churn#9f1c2ab", "run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d02", "run"));
 	cr_assert_null(node(d, "run:0190e4a2-8a4b-7c6e-9d1f-0000000c0d03"), "another code version");
@@ -1427,6 +1428,8 @@ Test(lineage, events_as_the_integrations_send_them)
  *                       lineage.outputs does not
  *   model    digest     from the threadline_model facet only (absent from
  *                       the events here, so null on both sides anyway)
+ *   any      first_seen a span shows its outputs at its start, the events
+ *                       at COMPLETE (the same holds for edge times below)
  * Everything else must be equal: ids, types, distances, job, state, start
  * and end times, duration, error, parent, names, versions, the job's latest
  * run and state, and the edges. One more difference is not in these
@@ -1437,7 +1440,7 @@ Test(lineage, events_as_the_integrations_send_them)
  */
 static bool only_one_source_knows(const char *type, const char *key)
 {
-	return (strcmp(type, "run") == 0 && strcmp(key, "trace_id") == 0) ||
+	return strcmp(key, "first_seen") == 0 || (strcmp(type, "run") == 0 && strcmp(key, "trace_id") == 0) ||
 	       (strcmp(type, "dataset") == 0 && strcmp(key, "facets") == 0) ||
 	       (strcmp(type, "model") == 0 && (strcmp(key, "dataset") == 0 || strcmp(key, "digest") == 0));
 }
