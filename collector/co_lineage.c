@@ -1974,6 +1974,24 @@ static void set(json_t *o, const char *k, json_t *v)
 	json_object_set_new(o, k, v != NULL ? v : json_null());
 }
 
+/* Whether the run's job version was known by g->at: its edge to the run carries the time it was set. */
+static bool version_known(graph *g, uint64_t run, uint64_t jv)
+{
+	if (g->at == UINT64_MAX)
+		return true;
+	MDB_cursor *c;
+	if (mdb_cursor_open(g->txn, g->db->up, &c) != 0)
+		return false;
+	uint8_t kb[8], vb[EDGE_LEN] = {E_RUN | E_VER};
+	put_be64(kb, run);
+	put_be64(vb + 1, jv);
+	MDB_val k = {8, kb}, v = {EDGE_LEN, vb};
+	bool known = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE) == 0 && v.mv_size == EDGE_LEN &&
+	             memcmp(v.mv_data, vb, 9) == 0 && get_be64((const uint8_t *)v.mv_data + 9) <= g->at;
+	mdb_cursor_close(c);
+	return known;
+}
+
 static json_t *run_fields(graph *g, uint64_t nid, const st_node *r, json_t *o)
 {
 	run_info ri;
@@ -1981,7 +1999,9 @@ static json_t *run_fields(graph *g, uint64_t nid, const st_node *r, json_t *o)
 	if (rc != 0)
 		set_err(g, rc);
 	set(o, "job", node_id_json(g, r->job));
-	set(o, "job_version", node_id_json(g, r->job_version));
+	set(o, "job_version",
+	    r->job_version != 0 && version_known(g, nid, r->job_version) ? node_id_json(g, r->job_version)
+	                                                                 : json_null());
 	set(o, "state", ri.state != TL_OL_TYPE_NONE ? json_string(tl_ol_type_name(ri.state)) : json_null());
 	set(o, "started_at", jtime(ri.started));
 	set(o, "ended_at", jtime(ri.ended));
@@ -2348,7 +2368,9 @@ static json_t *repro_json(graph *g, uint64_t run, const st_node *r)
 	set(o, "code_url", jstr(r->code_url));
 	set(o, "code_path", jstr(r->code_path));
 	set(o, "code_version", jstr(r->code_version));
-	set(o, "job_version", node_id_json(g, r->job_version));
+	set(o, "job_version",
+	    r->job_version != 0 && version_known(g, run, r->job_version) ? node_id_json(g, r->job_version)
+	                                                                 : json_null());
 	json_t *params = NULL;
 	static const char *const pnames[] = {"threadline_params", "parameters"};
 	for (size_t i = 0; i < 2 && params == NULL; i++) {

@@ -1150,6 +1150,11 @@ Test(lineage, job_versions_from_inputs_and_outputs)
 	json_decref(d);
 	for (int i = 0; i < 3; i++)
 		json_decref(docs[i]);
+
+	/* --at before the run ended: its version was not known yet. */
+	d = show("run:0190e4a2-8a4b-7c6e-9d1f-0000000d0101", CO_LIN_UPSTREAM, 1, "2026-11-20T10:30:00Z", 0);
+	cr_assert(json_is_null(json_object_get(node(d, "run:0190e4a2-8a4b-7c6e-9d1f-0000000d0101"), "job_version")));
+	json_decref(d);
 }
 
 /* ---- errors and the query path ---- */
