@@ -38,7 +38,7 @@ int co_cli_trace(co_cli *cli, int argc, char **argv);
 
 /*
  * Prints the trace in res as a waterfall (text) or as the JSON of
- * DESIGN.md §6, to out. Returns 0 or -ENOMEM.
+ * DESIGN.md §6, to out. Returns 0, -ENOMEM, -EIO (out failed) or TL_ELIMIT (co_analyze).
  */
 int co_cli_trace_print(const co_cli *cli, const tl_pb_trace_result *res, FILE *out);
 
