@@ -1132,14 +1132,6 @@ static double parse_ceiling(const gen *g, uint64_t *bytes_per_event)
 
 /* ---- report ---- */
 
-static double mib_of(const char *dir, const char *file)
-{
-	char p[TK_PATH_MAX + 32];
-	snprintf(p, sizeof(p), "%s/%s", dir, file);
-	struct stat st;
-	return stat(p, &st) == 0 ? (double)st.st_blocks * 512 / 1048576 : 0;
-}
-
 static void usage(void)
 {
 	fprintf(stderr,
@@ -1464,7 +1456,7 @@ int main(int argc, char **argv)
 		       "%d, jobs %d, job versions %u, model versions %u, deployments %d); %zu edges each way, %zu run "
 		       "states, %zu facets; data.mdb %.0f MiB\n",
 		       lc.nodes, lc.preds, g.n + g.njobv, g.nrun, g.ndsv, NDS, NJOBS + 1, g.njobv, g.nmodel,
-		       NMODELS + 1, lc.edges_down, lc.states, lc.facets, mib_of(dir, "data.mdb"));
+		       NMODELS + 1, lc.edges_down, lc.states, lc.facets, bench_mib_of(dir, "data.mdb"));
 		if (o.reuse == NULL)
 			print_ingest(f, ingest_s, parse_rate, ev_bytes, cmp_rate);
 		status = queries(f->s, &g, &o);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -38,4 +39,13 @@ void bench_machine(void)
 	       mdb_version(NULL, NULL, NULL));
 	printf("load average before the run: %.2f %.2f %.2f (other work on the machine skews every number)\n", la[0],
 	       la[1], la[2]);
+}
+
+double bench_mib_of(const char *dir, const char *file)
+{
+	char p[4096];
+	if (snprintf(p, sizeof(p), "%s/%s", dir, file) >= (int)sizeof(p))
+		return 0;
+	struct stat st;
+	return stat(p, &st) == 0 ? (double)st.st_blocks * 512 / 1048576 : 0;
 }

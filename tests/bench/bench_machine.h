@@ -6,4 +6,7 @@
 /* Prints cores, CPU model, RAM, kernel, LMDB version and the load average to stdout. */
 void bench_machine(void);
 
+/* The disk space dir/file takes (allocated blocks, not its length), in MiB; 0 when it cannot be read. */
+double bench_mib_of(const char *dir, const char *file);
+
 #endif
