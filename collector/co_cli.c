@@ -4,6 +4,9 @@
  * dispatch to commands, and the query round trip over nng.
  */
 #include "co_cli.h"
+#include "co_cli_errors.h"
+#include "co_cli_search.h"
+#include "co_cli_stats.h"
 
 #include "tl_error.h"
 #include "tl_time.h"
@@ -15,27 +18,40 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char usage[] = "usage: threadline [--collector URL] [--timeout DUR] [--json] COMMAND ...\n"
-                            "\n"
-                            "Commands:\n"
-                            "  trace show TRACE_ID [--json]   waterfall of one trace (critical path marked with *)\n"
-                            "  lineage show NODE [--upstream|--downstream] [--depth N] [--at TIME]\n"
-                            "               [--format text|json|dot|mermaid]   lineage graph around a node\n"
-                            "  lineage explain prediction:ID  the path from a prediction to its raw data, with each\n"
-                            "                                 run's state, trace and reproducibility record\n"
-                            "  emit lineage --job NS:NAME --event START|COMPLETE|FAIL [--run-id UUID] [--input ID]...\n"
-                            "               [--output ID]...  send an OpenLineage run event to the local agent\n"
-                            "  demo [--keep]                  start a collector and an agent on a temporary data dir,\n"
-                            "                                 send an ML pipeline trace, show it, stop everything\n"
-                            "  version                        print the version\n"
-                            "\n"
-                            "Options:\n"
-                            "  --collector URL   collector query endpoint (default tcp://127.0.0.1:7412,\n"
-                            "                    or $THREADLINE_COLLECTOR)\n"
-                            "  --timeout DUR     how long to wait for the collector (default 10s)\n"
-                            "  --json            machine-readable output on stdout\n"
-                            "\n"
-                            "Exit codes: 0 ok, 1 error (e.g. not found), 2 bad usage, 3 collector unreachable.\n";
+static const char usage[] =
+        "usage: threadline [--collector URL] [--timeout DUR] [--json] COMMAND ...\n"
+        "\n"
+        "Commands:\n"
+        "  trace show TRACE_ID [--json]   waterfall of one trace (critical path marked with *)\n"
+        "  trace search [--service S] [--operation O] [--since 1h|TIME] [--until TIME] [--error]\n"
+        "               [--min-duration 250ms] [--max-duration 2s] [--attr key=value]... [--limit N]\n"
+        "                                 traces with a span that meets every condition, newest first\n"
+        "  errors [--since 24h|TIME] [--until TIME] [--limit N]\n"
+        "                                 failures grouped by fingerprint, ranked by impact (predictions,\n"
+        "                                 traces, models and deployments hit)\n"
+        "  errors explain TRACE_ID        causal chain: root span to root cause, continued across span\n"
+        "                                 links and lineage (failed upstream runs)\n"
+        "  stats [--service S] [--since 1h|TIME] [--until TIME] [--budget 200ms]\n"
+        "                                 rate, error rate, p50/p95/p99 per service and operation;\n"
+        "                                 with a budget, the stages that consumed it and the traces\n"
+        "                                 that broke it\n"
+        "  lineage show NODE [--upstream|--downstream] [--depth N] [--at TIME]\n"
+        "               [--format text|json|dot|mermaid]   lineage graph around a node\n"
+        "  lineage explain prediction:ID  the path from a prediction to its raw data, with each\n"
+        "                                 run's state, trace and reproducibility record\n"
+        "  emit lineage --job NS:NAME --event START|COMPLETE|FAIL [--run-id UUID] [--input ID]...\n"
+        "               [--output ID]...  send an OpenLineage run event to the local agent\n"
+        "  demo [--keep]                  start a collector and an agent on a temporary data dir,\n"
+        "                                 send an ML pipeline trace, show it, stop everything\n"
+        "  version                        print the version\n"
+        "\n"
+        "Options:\n"
+        "  --collector URL   collector query endpoint (default tcp://127.0.0.1:7412,\n"
+        "                    or $THREADLINE_COLLECTOR)\n"
+        "  --timeout DUR     how long to wait for the collector (default 10s)\n"
+        "  --json            machine-readable output on stdout\n"
+        "\n"
+        "Exit codes: 0 ok, 1 error (e.g. not found), 2 bad usage, 3 collector unreachable.\n";
 
 int main(int argc, char **argv)
 {
@@ -88,8 +104,14 @@ int main(int argc, char **argv)
 		return CLI_USAGE;
 	}
 	const char *cmd = argv[i];
+	if (strcmp(cmd, "trace") == 0 && i + 1 < argc && strcmp(argv[i + 1], "search") == 0)
+		return co_cli_search(&cli, argc - i, argv + i);
 	if (strcmp(cmd, "trace") == 0)
 		return co_cli_trace(&cli, argc - i, argv + i);
+	if (strcmp(cmd, "stats") == 0)
+		return co_cli_stats(&cli, argc - i, argv + i);
+	if (strcmp(cmd, "errors") == 0)
+		return co_cli_errors(&cli, argc - i, argv + i);
 	if (strcmp(cmd, "lineage") == 0)
 		return co_cli_lineage(&cli, argc - i, argv + i);
 	if (strcmp(cmd, "emit") == 0)

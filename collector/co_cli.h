@@ -33,6 +33,13 @@ typedef struct co_cli {
  */
 int co_cli_query(const co_cli *cli, const tl_pb_query_req *req, tl_pb_query_resp **resp);
 
+/*
+ * Matches argv[*i] against "--name VALUE" or "--name=VALUE". Returns 1 with
+ * *val set (borrowed from argv; *i advanced past a separate value), 0 when
+ * it is another argument, -1 when the value is missing.
+ */
+int co_cli_opt_value(int argc, char **argv, int *i, const char *name, const char **val);
+
 /* `threadline trace ...`. argv[0] is "trace". Returns an exit code. */
 int co_cli_trace(co_cli *cli, int argc, char **argv);
 

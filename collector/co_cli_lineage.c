@@ -1124,29 +1124,6 @@ static const char lineage_usage[] =
                                           "--at TIME   the graph as it stood then: RFC 3339, unix seconds, or a "
                                           "duration ago (2h)\n";
 
-/*
- * Matches argv[*i] against "--name VALUE" or "--name=VALUE". Returns 1 with
- * *val set (and *i advanced past a separate value), 0 when it is another
- * argument, -1 when the value is missing.
- */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-	size_t n = strlen(name);
-	const char *a = argv[*i];
-	if (strncmp(a, name, n) != 0)
-		return 0;
-	if (a[n] == '=') {
-		*val = a + n + 1;
-		return 1;
-	}
-	if (a[n] != '\0')
-		return 0;
-	if (*i + 1 >= argc)
-		return -1;
-	*val = argv[++*i];
-	return 1;
-}
-
 /* Sends q; prints the collector's error and returns the exit code, or CLI_OK with *resp to render. */
 static int lineage_query(co_cli *cli, const tl_pb_query_req *q, tl_pb_query_resp **resp)
 {
@@ -1197,7 +1174,7 @@ static int lineage_show(co_cli *cli, int argc, char **argv)
 			dir_set = true;
 		} else if (strcmp(a, "--json") == 0) {
 			fmt = CO_CLI_LFORMAT_JSON;
-		} else if ((m = opt_value(argc, argv, &i, "--depth", &val)) != 0) {
+		} else if ((m = co_cli_opt_value(argc, argv, &i, "--depth", &val)) != 0) {
 			char *end = NULL;
 			unsigned long v = 0;
 			errno = 0;
@@ -1210,7 +1187,7 @@ static int lineage_show(co_cli *cli, int argc, char **argv)
 				return CLI_USAGE;
 			}
 			depth = (uint32_t)v;
-		} else if ((m = opt_value(argc, argv, &i, "--at", &val)) != 0) {
+		} else if ((m = co_cli_opt_value(argc, argv, &i, "--at", &val)) != 0) {
 			if (m < 0 || tl_parse_time(val, tl_now_ns(), &at) != 0 || at == 0) {
 				fprintf(stderr,
 				        "threadline lineage show: --at: expected a time (RFC 3339 like "
@@ -1218,7 +1195,7 @@ static int lineage_show(co_cli *cli, int argc, char **argv)
 				        m > 0 ? val : "");
 				return CLI_USAGE;
 			}
-		} else if ((m = opt_value(argc, argv, &i, "--format", &val)) != 0) {
+		} else if ((m = co_cli_opt_value(argc, argv, &i, "--format", &val)) != 0) {
 			if (m > 0 && strcmp(val, "text") == 0)
 				fmt = CO_CLI_LFORMAT_TEXT;
 			else if (m > 0 && strcmp(val, "json") == 0)
@@ -1776,7 +1753,7 @@ static int emit_lineage(co_cli *cli, int argc, char **argv)
 		                                    "--output", "--error",  "--agent", "--producer"};
 		size_t f = 0;
 		for (; f < sizeof(flags) / sizeof(flags[0]); f++)
-			if ((m = opt_value(argc, argv, &i, flags[f], &val)) != 0)
+			if ((m = co_cli_opt_value(argc, argv, &i, flags[f], &val)) != 0)
 				break;
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			fputs(emit_usage, stdout);

@@ -8,6 +8,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <stdio.h>
+#include <string.h>
 
 int co_cli_query(const co_cli *cli, const tl_pb_query_req *req, tl_pb_query_resp **resp)
 {
@@ -51,4 +52,22 @@ int co_cli_query(const co_cli *cli, const tl_pb_query_req *req, tl_pb_query_resp
 		return TL_EPROTO;
 	}
 	return 0;
+}
+
+int co_cli_opt_value(int argc, char **argv, int *i, const char *name, const char **val)
+{
+	size_t n = strlen(name);
+	const char *a = argv[*i];
+	if (strncmp(a, name, n) != 0)
+		return 0;
+	if (a[n] == '=') {
+		*val = a + n + 1;
+		return 1;
+	}
+	if (a[n] != '\0')
+		return 0;
+	if (*i + 1 >= argc)
+		return -1;
+	*val = argv[++*i];
+	return 1;
 }

@@ -1,11 +1,28 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The collector's HTTP API (default 127.0.0.1:7413): `GET /healthz`,
- * `GET /metrics` (Prometheus text) and the Marquez-compatible
- * `GET /api/v1/lineage?nodeId=...&depth=N`, so tools written for Marquez
- * can read Threadline's lineage. It runs its own libuv loop on its own
- * thread and answers from the store with short read transactions, through
- * the same query code as the CLI (co_query_answer).
+ * `GET /metrics` (Prometheus text, with requests counted by route), the
+ * Marquez-compatible `GET /api/v1/lineage?nodeId=...&depth=N`, so tools
+ * written for Marquez can read Threadline's lineage, and jaeger-query's
+ * HTTP JSON API, so the Jaeger UI and Grafana's Jaeger data source can
+ * read its traces (shapes in co_jaeger.h):
+ *
+ *   GET /api/traces/{id}                  one trace (1-32 hex digits); 404 when unknown
+ *   GET /api/traces?service=&operation=&tags={json}&tag=k:v&start=&end=(µs)
+ *       &lookback=1h&minDuration=&maxDuration=(Go durations)&limit=
+ *       (or &traceID=...&traceID=...)     full traces, newest first; service is optional
+ *   GET /api/services                     service names
+ *   GET /api/operations?service=&spanKind=  [{"name", "spanKind"}]
+ *   GET /api/services/{service}/operations  operation names
+ *   GET /api/dependencies?endTs=&lookback=(ms)  [{"parent", "child", "callCount"}]
+ *
+ * Answers are {"data", "total", "limit", "offset", "errors"}; a bad
+ * parameter is a 400 whose errors[0].msg names it, an unknown trace a 404.
+ * The tag error=true asks for failed spans (status ERROR).
+ *
+ * It runs its own libuv loop on its own thread and answers from the store
+ * with short read transactions, through the same query code as the CLI
+ * (co_query_answer, co_search).
  */
 #ifndef CO_HTTP_H
 #define CO_HTTP_H

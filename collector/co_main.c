@@ -6,6 +6,7 @@
  * receiving, let the writer commit and ack what it has, then close LMDB.
  */
 #include "co_http.h"
+#include "co_index.h"
 #include "co_intake.h"
 #include "co_query.h"
 #include "co_store.h"
@@ -24,16 +25,20 @@
 
 static const char USAGE[] =
         "usage: threadline-collector --data DIR [--listen URL] [--query URL] [--map-size BYTES]\n"
-        "                            [--fsync always|DURATION] [--log-level debug|info|warn|error] [--help]\n"
+        "                            [--fsync always|DURATION] [--index-attr KEY]... [--log-level LEVEL] [--help]\n"
         "\n"
         "  --data DIR          LMDB data directory (created if missing)\n"
         "  --listen URL        batch intake from agents (default tcp://0.0.0.0:7411)\n"
         "  --query URL         queries from the CLI (default tcp://127.0.0.1:7412)\n"
-        "  --http HOST:PORT    HTTP API: /api/v1/lineage (Marquez-compatible), /metrics, /healthz\n"
+        "  --http HOST:PORT    HTTP API: Jaeger-compatible /api/* (services, operations, traces,\n"
+        "                      dependencies), /api/v1/lineage (Marquez-compatible), /metrics, /healthz\n"
         "                      (default 127.0.0.1:7413; 'off' disables it)\n"
         "  --map-size BYTES    initial LMDB map size, K/M/G/T suffixes allowed (default 1G; grows)\n"
         "  --fsync MODE        always: fsync every group commit before acking (default); a duration\n"
         "                      such as 100ms: fsync that often (a power loss can lose that much)\n"
+        "  --index-attr KEY    also index this span/resource attribute for `trace search --attr`\n"
+        "                      (repeatable, at most 32; ml.prediction.id, ml.model.version and\n"
+        "                      lineage.run_id always are); applies to spans stored from now on\n"
         "  --log-level LEVEL   debug, info, warn or error (default info)\n";
 
 /* Parses "123", "64M", "1G", "2T" (powers of 1024). Returns 0 or TL_EINVALID. */
@@ -99,7 +104,9 @@ int main(int argc, char **argv)
 	size_t map_size = (size_t)1 << 30;
 	int level = TL_LOG_INFO;
 	uint64_t sync_ms = 0;
-	enum { OPT_DATA = 1, OPT_LISTEN, OPT_QUERY, OPT_HTTP, OPT_MAP, OPT_FSYNC, OPT_LEVEL, OPT_HELP };
+	const char *index_attrs[CO_INDEX_ATTR_KEYS_MAX];
+	size_t n_index_attrs = 0;
+	enum { OPT_DATA = 1, OPT_LISTEN, OPT_QUERY, OPT_HTTP, OPT_MAP, OPT_FSYNC, OPT_LEVEL, OPT_HELP, OPT_INDEX_ATTR };
 	static const struct option opts[] = {
 	        {"data", required_argument, NULL, OPT_DATA},
 	        {"listen", required_argument, NULL, OPT_LISTEN},
@@ -109,6 +116,7 @@ int main(int argc, char **argv)
 	        {"fsync", required_argument, NULL, OPT_FSYNC},
 	        {"log-level", required_argument, NULL, OPT_LEVEL},
 	        {"help", no_argument, NULL, OPT_HELP},
+	        {"index-attr", required_argument, NULL, OPT_INDEX_ATTR},
 	        {NULL, 0, NULL, 0},
 	};
 	opterr = 0;
@@ -148,6 +156,14 @@ int main(int argc, char **argv)
 			if (tl_log_parse_level(optarg, &level) != 0)
 				return usage_error("--log-level: '%s' is not one of debug, info, warn, error", optarg);
 			break;
+		case OPT_INDEX_ATTR:
+			if (optarg[0] == '\0' || strlen(optarg) > CO_INDEX_VALUE_MAX)
+				return usage_error("--index-attr: '%s' is not an attribute key (1 to 128 bytes)",
+				                   optarg);
+			if (n_index_attrs == CO_INDEX_ATTR_KEYS_MAX)
+				return usage_error("--index-attr %s: at most 32 keys", optarg);
+			index_attrs[n_index_attrs++] = optarg;
+			break;
 		case OPT_HELP:
 			fputs(USAGE, stdout);
 			return 0;
@@ -180,7 +196,11 @@ int main(int argc, char **argv)
 	co_query *qs = NULL;
 	co_http *hs = NULL;
 	int rc, exit_code = 1;
-	co_store_opts so = {.dir = data, .map_size = map_size, .no_sync = sync_ms > 0};
+	co_store_opts so = {.dir = data,
+	                    .map_size = map_size,
+	                    .no_sync = sync_ms > 0,
+	                    .index_attrs = index_attrs,
+	                    .n_index_attrs = n_index_attrs};
 	if ((rc = co_store_open(&so, &store, &err)) != 0) {
 		tl_log(TL_LOG_ERROR, "collector.store_failed", "data=%s err=\"%s\"", data, err.msg);
 		return 1;

@@ -18,12 +18,17 @@
  */
 #include "co_query.h"
 
+#include "co_errors.h"
+#include "co_index.h"
 #include "co_lineage.h"
+#include "co_stats.h"
 
 #include "tl_id.h"
 #include "tl_log.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
@@ -35,8 +40,9 @@
 
 #define DEFAULT_THREADS 2
 #define DEFAULT_RECV_MAX ((size_t)1 << 20)
-#define DEFAULT_ANSWER_MAX ((size_t)256 << 20)
+#define DEFAULT_ANSWER_MAX ((size_t)512 << 20)
 #define SEND_TIMEOUT_MS 10000
+#define SEARCH_ATTRS_MAX 32
 
 typedef struct qthread {
 	co_query *q;
@@ -73,7 +79,110 @@ static void fail(tl_pb_query_resp *resp, tl_arena *a, int code, const char *fmt,
 	resp->code = code;
 	resp->trace = NULL;
 	char *m = tl_arena_strndup(a, buf, strlen(buf));
+	if (m == NULL) {
+		/* The answer filled the arena: nothing in it is needed any more (the callers return now). */
+		tl_arena_reset(a);
+		m = tl_arena_strndup(a, buf, strlen(buf));
+	}
 	resp->error = m != NULL ? m : (char *)tl_strerror(code);
+}
+
+/* The JSON answer of a trace search (shapes in wire.proto); NULL on ENOMEM or the arena's cap. */
+static char *search_json(const co_search_result *r, tl_arena *arena)
+{
+	json_t *doc = json_object(), *arr = json_array();
+	if (doc == NULL || arr == NULL) {
+		json_decref(doc);
+		json_decref(arr);
+		return NULL;
+	}
+	json_object_set_new(doc, "traces", arr);
+	for (size_t i = 0; i < r->n; i++) {
+		const co_trace_summary *t = &r->traces[i];
+		char hex[33];
+		tl_hex_encode(t->trace_id, 16, hex);
+		json_t *o = json_object();
+		if (o == NULL || json_array_append_new(arr, o) != 0) {
+			json_decref(doc);
+			return NULL;
+		}
+		json_object_set_new(o, "trace_id", json_string(hex));
+		json_object_set_new(o, "root_service",
+		                    t->has_root && t->root_service[0] != '\0' ? json_string(t->root_service)
+		                                                              : json_null());
+		json_object_set_new(o, "root_name", t->has_root ? json_string(t->root_name) : json_null());
+		/* Times and durations as decimal strings, as everywhere in the CLI's JSON (they exceed 2^53). */
+		json_object_set_new(o, "start_unix_nano", json_sprintf("%" PRIu64, t->start_ns));
+		json_object_set_new(o, "end_unix_nano", json_sprintf("%" PRIu64, t->end_ns));
+		json_object_set_new(o, "duration_nano",
+		                    json_sprintf("%" PRIu64, t->end_ns > t->start_ns ? t->end_ns - t->start_ns : 0));
+		json_object_set_new(o, "span_count", json_integer((json_int_t)t->span_count));
+		json_object_set_new(o, "error_count", json_integer((json_int_t)t->error_count));
+	}
+	json_object_set_new(doc, "examined", json_integer((json_int_t)r->examined));
+	json_object_set_new(doc, "partial", json_boolean(r->partial));
+	char *txt = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	if (txt == NULL)
+		return NULL;
+	char *out = tl_arena_strndup(arena, txt, strlen(txt));
+	free(txt);
+	return out;
+}
+
+static void answer_search(co_store *s, const tl_pb_trace_search *ts, tl_arena *arena, tl_pb_query_resp *resp)
+{
+	if (ts->n_attrs > SEARCH_ATTRS_MAX) {
+		fail(resp, arena, TL_EINVALID, "trace_search: attrs: %zu conditions, at most %d", ts->n_attrs,
+		     SEARCH_ATTRS_MAX);
+		return;
+	}
+	co_search_attr attrs[SEARCH_ATTRS_MAX];
+	for (size_t i = 0; i < ts->n_attrs; i++)
+		attrs[i] = (co_search_attr){ts->attrs[i]->key, ts->attrs[i]->value};
+	co_search_query q = {
+	        .service = ts->service,
+	        .operation = ts->operation,
+	        .from_ns = ts->from_unix_nano,
+	        .to_ns = ts->to_unix_nano,
+	        .error_only = ts->error_only,
+	        .min_duration_ns = ts->min_duration_nano,
+	        .max_duration_ns = ts->max_duration_nano,
+	        .attrs = attrs,
+	        .n_attrs = ts->n_attrs,
+	        .limit = ts->limit,
+	};
+	co_search_result r;
+	tl_errmsg e = {{0}};
+	int rc = co_search(s, &q, arena, &r, &e);
+	if (rc != 0) {
+		fail(resp, arena, rc, "trace_search: %s", e.msg[0] != '\0' ? e.msg : tl_strerror(rc));
+		return;
+	}
+	char *json = search_json(&r, arena);
+	if (json == NULL) {
+		fail(resp, arena, TL_ELIMIT, "trace_search: the answer does not fit in memory");
+		return;
+	}
+	resp->code = 0;
+	resp->json = json;
+}
+
+/* The answer of a query kind that answers with one JSON document (lineage, errors, stats). */
+typedef int (*json_answer_fn)(co_store *s, const tl_pb_query_req *req, tl_arena *arena, char **json, tl_errmsg *err);
+
+static void answer_json(co_store *s, const tl_pb_query_req *req, tl_arena *arena, tl_pb_query_resp *resp,
+                        json_answer_fn fn)
+{
+	tl_errmsg e = {{0}};
+	char *json = NULL;
+	int rc = fn(s, req, arena, &json, &e);
+	if (rc != 0) {
+		fail(resp, arena, rc, "%s", e.msg[0] != '\0' ? e.msg : tl_strerror(rc));
+		return;
+	}
+	resp->code = 0;
+	resp->json = json;
 }
 
 void co_query_answer(co_store *s, const uint8_t *buf, size_t len, tl_arena *arena, tl_pb_query_resp *resp)
@@ -113,18 +222,19 @@ void co_query_answer(co_store *s, const uint8_t *buf, size_t len, tl_arena *aren
 		return;
 	}
 	case THREADLINE__V1__QUERY_REQUEST__QUERY_LINEAGE_SHOW:
-	case THREADLINE__V1__QUERY_REQUEST__QUERY_LINEAGE_EXPLAIN: {
-		tl_errmsg e = {{0}};
-		char *json = NULL;
-		int rc = co_lineage_answer(s, req, arena, &json, &e);
-		if (rc != 0) {
-			fail(resp, arena, rc, "%s", e.msg[0] != '\0' ? e.msg : tl_strerror(rc));
-			return;
-		}
-		resp->code = 0;
-		resp->json = json;
+	case THREADLINE__V1__QUERY_REQUEST__QUERY_LINEAGE_EXPLAIN:
+		answer_json(s, req, arena, resp, co_lineage_answer);
 		return;
-	}
+	case THREADLINE__V1__QUERY_REQUEST__QUERY_TRACE_SEARCH:
+		answer_search(s, req->trace_search, arena, resp);
+		return;
+	case THREADLINE__V1__QUERY_REQUEST__QUERY_STATS:
+		answer_json(s, req, arena, resp, co_stats_answer);
+		return;
+	case THREADLINE__V1__QUERY_REQUEST__QUERY_ERRORS_LIST:
+	case THREADLINE__V1__QUERY_REQUEST__QUERY_ERRORS_EXPLAIN:
+		answer_json(s, req, arena, resp, co_errors_answer);
+		return;
 	default:
 		fail(resp, arena, TL_EUNSUPPORTED, "query: no query kind this collector knows");
 		return;

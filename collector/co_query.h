@@ -30,7 +30,7 @@ typedef struct co_query_opts {
 	const char *url;   /* e.g. tcp://127.0.0.1:7412 (port 0: any free port) */
 	int threads;       /* serving threads (0: 2) */
 	size_t recv_max;   /* NNG_OPT_RECVMAXSZ (0: 1 MiB) */
-	size_t answer_max; /* memory for one answer (0: 256 MiB); a larger trace gets TL_ELIMIT */
+	size_t answer_max; /* memory for one answer (0: 512 MiB); a larger trace gets TL_ELIMIT */
 } co_query_opts;
 
 /*

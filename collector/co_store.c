@@ -8,7 +8,9 @@
  */
 #include "co_store.h"
 
+#include "co_index.h"
 #include "co_lineage.h"
+#include "co_stats.h"
 
 #include "store.pb-c.h"
 
@@ -40,6 +42,9 @@ struct co_store {
 	MDB_env *env;
 	MDB_dbi meta, spans, trace_idx, traces, time_idx, resources, dedupe, lineage_raw;
 	co_lineage_db lin; /* the lineage graph's databases */
+	co_index_db *ix;   /* the search indexes */
+	co_stats_db *st;   /* per-minute latency histograms */
+	co_store_dbs dbs;  /* copies of the handles above, for co_index.c */
 	/* Readers and commits hold it shared; growing the map takes it exclusively. */
 	pthread_rwlock_t resize;
 	pthread_mutex_t map_mu;
@@ -80,7 +85,7 @@ static size_t align_up(size_t v, size_t a)
 
 /* ---- open / close ---- */
 
-static int open_dbis(co_store *s, tl_errmsg *err)
+static int open_dbis(co_store *s, const co_store_opts *o, tl_errmsg *err)
 {
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -107,6 +112,15 @@ static int open_dbis(co_store *s, tl_errmsg *err)
 		mdb_txn_abort(txn);
 		return rc;
 	}
+	if ((rc = co_index_db_open(txn, o->index_attrs, o->n_index_attrs, &s->ix, err)) != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	if ((rc = co_stats_db_open(txn, &s->st, err)) != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	s->dbs = (co_store_dbs){s->spans, s->trace_idx, s->traces, s->time_idx, s->resources};
 	MDB_val k = {sizeof(META_VERSION_KEY) - 1, (void *)META_VERSION_KEY}, v;
 	rc = mdb_get(txn, s->meta, &k, &v);
 	if (rc == 0) {
@@ -182,7 +196,7 @@ int co_store_open(const co_store_opts *o, co_store **out, tl_errmsg *err)
 
 	int rc = mdb_env_create(&s->env);
 	if (rc == 0)
-		rc = mdb_env_set_maxdbs(s->env, 32);
+		rc = mdb_env_set_maxdbs(s->env, 64);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(s->env, o->max_readers != 0 ? o->max_readers : 126);
 	if (rc == 0)
@@ -208,7 +222,7 @@ int co_store_open(const co_store_opts *o, co_store **out, tl_errmsg *err)
 	MDB_envinfo info;
 	if (mdb_env_info(s->env, &info) == 0 && info.me_mapsize > s->map_size)
 		s->map_size = info.me_mapsize;
-	if ((rc = open_dbis(s, err)) != 0) {
+	if ((rc = open_dbis(s, o, err)) != 0) {
 		co_store_close(s);
 		return rc;
 	}
@@ -224,6 +238,8 @@ void co_store_close(co_store *s)
 		mdb_env_close(s->env);
 	tl_arena_fini(&s->scratch);
 	co_lineage_db_fini(&s->lin);
+	co_index_db_free(s->ix);
+	co_stats_db_free(s->st);
 	pthread_rwlock_destroy(&s->resize);
 	pthread_mutex_destroy(&s->map_mu);
 	free(s);
@@ -320,6 +336,21 @@ void co_store_read_end(co_store *s, MDB_txn *txn)
 const co_lineage_db *co_store_lineage_db(const co_store *s)
 {
 	return &s->lin;
+}
+
+const co_index_db *co_store_index_db(const co_store *s)
+{
+	return s->ix;
+}
+
+const co_stats_db *co_store_stats_db(const co_store *s)
+{
+	return s->st;
+}
+
+const co_store_dbs *co_store_get_dbs(const co_store *s)
+{
+	return &s->dbs;
 }
 
 /* ---- commit ---- */
@@ -542,6 +573,17 @@ static int store_trace(co_store *s, MDB_txn *txn, const co_batch *b, const sctx 
 	MDB_val tk = {TRACE_KEY_LEN, tik}, empty = {0, NULL};
 	if ((rc = mdb_put(txn, s->trace_idx, &tk, &empty, 0)) != 0)
 		return rc;
+	/* The chunk's spans in order with their resource and service, for the search indexes. */
+	co_index_span *is = scratch_calloc(s, t->count, sizeof(*is));
+	if (t->count && is == NULL)
+		return ENOMEM;
+	for (uint32_t i = 0; i < t->count; i++) {
+		const sref *r = &refs[order[t->off + i]];
+		const sctx *c = &ctx[r->ctx];
+		is[i] = (co_index_span){r->span, c->rs->resource, c->service};
+	}
+	if ((rc = co_index_put_trace(s->ix, txn, &s->scratch, t->id, id, is, t->count)) != 0)
+		return rc;
 	return update_summary(s, txn, t);
 }
 
@@ -677,6 +719,14 @@ static int commit_batch(co_store *s, MDB_txn *txn, co_batch *b, uint64_t now_ns)
 	for (size_t t = 0; t < nt; t++)
 		if ((rc = store_trace(s, txn, b, ctx, refs, order, spans, &tr[t], now_ns)) != 0)
 			return rc;
+	/* Latency histograms: one read-modify-write per (service, operation, minute) of the batch. */
+	co_stats_span *stsp = scratch_calloc(s, nr, sizeof(*stsp));
+	if (nr && stsp == NULL)
+		return ENOMEM;
+	for (size_t i = 0; i < nr; i++)
+		stsp[i] = (co_stats_span){refs[i].span, ctx[refs[i].ctx].service};
+	if ((rc = co_stats_put_batch(s->st, txn, &s->scratch, stsp, nr)) != 0)
+		return rc;
 	if ((rc = store_lineage(s, txn, b)) != 0)
 		return rc;
 	uint8_t nowb[8];
@@ -712,10 +762,13 @@ int co_store_commit(co_store *s, co_batch *const *batches, size_t n, uint64_t no
 			for (size_t i = 0; i < n && rc == 0; i++)
 				rc = commit_batch(s, txn, batches[i], now_ns);
 			if (rc == 0)
+				rc = co_index_flush(s->ix, txn);
+			if (rc == 0)
 				rc = mdb_txn_commit(txn);
 			else
 				mdb_txn_abort(txn);
 		}
+		co_index_discard(s->ix);
 		pthread_rwlock_unlock(&s->resize);
 		tl_arena_reset(&s->scratch);
 		if (rc == 0)
@@ -990,6 +1043,13 @@ static int decode_summary(const MDB_val *v, const uint8_t *id, co_trace_summary 
 	snprintf(out->root_name, sizeof(out->root_name), "%s", m->root_name ? m->root_name : "");
 	threadline__store__v1__trace_summary__free_unpacked(m, NULL);
 	return 0;
+}
+
+int co_store_summary_txn(co_store *s, MDB_txn *txn, const uint8_t trace_id[16], co_trace_summary *out)
+{
+	MDB_val k = {16, (void *)trace_id}, v;
+	int rc = mdb_get(txn, s->traces, &k, &v);
+	return rc == 0 ? decode_summary(&v, trace_id, out) : tl_err_from_lmdb(rc);
 }
 
 int co_store_get_summary(co_store *s, const uint8_t trace_id[16], co_trace_summary *out)

@@ -16,6 +16,7 @@
  *   dedupe      agent_id(16) || seq u64 -> commit time u64
  *   lineage_raw record_id u64 -> store.v1.RawRecord (MDB_APPEND)
  *   lin_*       the lineage graph (co_lineage.h), written in the same transaction
+ *   ix_*        the search indexes (co_index.c), written in the same transaction
  *
  * Threads: one thread commits at a time (the collector's writer); any number
  * of threads may read concurrently. Growing the map waits for readers to
@@ -43,6 +44,10 @@ typedef struct co_store_opts {
 	size_t map_size_max;  /* growth stops here (0: 1 TiB); past it commits fail with TL_EFULL */
 	unsigned max_readers; /* LMDB reader slots (0: 126) */
 	bool no_sync;         /* commits are not fsynced (MDB_NOSYNC); the caller runs co_store_sync() */
+	/* Attribute keys indexed for search besides the built-in ones (co_index.h); borrowed
+	 * during co_store_open() only; at most CO_INDEX_ATTR_KEYS_MAX. */
+	const char *const *index_attrs;
+	size_t n_index_attrs;
 } co_store_opts;
 
 /*
@@ -172,5 +177,25 @@ void co_store_read_end(co_store *s, struct MDB_txn *txn);
 /* The lineage databases (valid until co_store_close()). */
 struct co_lineage_db;
 const struct co_lineage_db *co_store_lineage_db(const co_store *s);
+
+/* The search index databases (valid until co_store_close()). */
+struct co_index_db;
+const struct co_index_db *co_store_index_db(const co_store *s);
+
+/* The latency histogram database (co_stats.h; valid until co_store_close()). */
+struct co_stats_db;
+const struct co_stats_db *co_store_stats_db(const co_store *s);
+
+/*
+ * The store's own databases, for modules that read them inside a read
+ * transaction of co_store_read_begin() (co_index.c). Values are MDB_dbi.
+ */
+typedef struct co_store_dbs {
+	unsigned int spans, trace_idx, traces, time_idx, resources;
+} co_store_dbs;
+const co_store_dbs *co_store_get_dbs(const co_store *s);
+
+/* Fills *out for trace_id inside txn. Returns 0, TL_ENOTFOUND, TL_ECORRUPT or a store error. */
+int co_store_summary_txn(co_store *s, struct MDB_txn *txn, const uint8_t trace_id[16], co_trace_summary *out);
 
 #endif

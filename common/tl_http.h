@@ -104,6 +104,17 @@ const uint8_t *tl_http_req_body(const tl_http_req *r, size_t *len);
  */
 int tl_http_req_param(const tl_http_req *r, const char *name, char *buf, size_t buflen);
 
+/* The same for the nth (from 0) occurrence of a repeated parameter (tag=a&tag=b). TL_ENOTFOUND past the last. */
+int tl_http_req_param_nth(const tl_http_req *r, const char *name, size_t nth, char *buf, size_t buflen);
+
+/*
+ * Percent-decodes s[0..len) as a query component is decoded ('+' is a
+ * space, a malformed escape stays literal) into buf, NUL-terminated. For
+ * path segments such as /api/services/{name}/operations. Borrows s.
+ * Returns 0, or TL_ELIMIT if the result does not fit buf.
+ */
+int tl_http_unescape(const char *s, size_t len, char *buf, size_t buflen);
+
 /*
  * Answers req with status, an optional Content-Type (NULL: none), the body
  * (borrowed; copied before return) and extra headers (borrowed). Adds

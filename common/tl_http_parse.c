@@ -531,7 +531,28 @@ static bool decoded_equals(const char *s, const char *end, const char *name)
 	return *name == 0;
 }
 
+int tl_http_unescape(const char *s, size_t len, char *buf, size_t buflen)
+{
+	const char *end = s + len;
+	size_t n = 0;
+	while (s < end) {
+		char c = decode_one(&s, end);
+		if (n + 1 >= buflen)
+			return TL_ELIMIT;
+		buf[n++] = c;
+	}
+	if (buflen == 0)
+		return TL_ELIMIT;
+	buf[n] = 0;
+	return 0;
+}
+
 int tl_http_req_param(const tl_http_req *r, const char *name, char *buf, size_t buflen)
+{
+	return tl_http_req_param_nth(r, name, 0, buf, buflen);
+}
+
+int tl_http_req_param_nth(const tl_http_req *r, const char *name, size_t nth, char *buf, size_t buflen)
 {
 	const char *q = tl_http_req_query(r);
 	while (*q != 0) {
@@ -539,19 +560,9 @@ int tl_http_req_param(const tl_http_req *r, const char *name, char *buf, size_t 
 		const char *end = amp != NULL ? amp : q + strlen(q);
 		const char *eq = memchr(q, '=', (size_t)(end - q));
 		const char *kend = eq != NULL ? eq : end;
-		if (decoded_equals(q, kend, name)) {
+		if (decoded_equals(q, kend, name) && nth-- == 0) {
 			const char *v = eq != NULL ? eq + 1 : end;
-			size_t n = 0;
-			while (v < end) {
-				char c = decode_one(&v, end);
-				if (n + 1 >= buflen)
-					return TL_ELIMIT;
-				buf[n++] = c;
-			}
-			if (buflen == 0)
-				return TL_ELIMIT;
-			buf[n] = 0;
-			return 0;
+			return tl_http_unescape(v, (size_t)(end - v), buf, buflen);
 		}
 		if (amp == NULL)
 			break;

@@ -23,9 +23,13 @@ static const char SHOW[] =
         "\"job\":\"job:ml:train_churn\",\"state\":\"COMPLETE\",\"started_at\":\"2026-11-20T10:00:00.000000000Z\","
         "\"ended_at\":\"2026-11-20T11:00:00.000000000Z\"},"
         "{\"id\":\"dataset:postgres://db:5432:features.users\",\"type\":\"dataset\",\"distance\":3,"
-        "\"namespace\":\"postgres://db:5432\",\"name\":\"features.users\",\"facets\":{\"schema\":{\"fields\":[]}}},"
+        "\"namespace\":\"postgres://"
+        "db:5432\",\"name\":\"features.users\",\"first_seen\":\"2026-11-01T00:00:00.000000000Z\","
+        "\"facets\":{\"schema\":{\"fields\":[{\"name\":\"user_id\",\"type\":\"long\"}]}}},"
         "{\"id\":\"run:22222222-2222-4222-8222-222222222222\",\"type\":\"run\",\"distance\":4,"
-        "\"job\":\"job:airflow:build_features\",\"state\":\"FAIL\",\"started_at\":\"2026-11-19T10:00:00.000000000Z\","
+        "\"job\":\"job:airflow:build_features\",\"job_version\":\"job:airflow:build_features#3f71\",\"duration_ms\":"
+        "300000,"
+        "\"state\":\"FAIL\",\"started_at\":\"2026-11-19T10:00:00.000000000Z\","
         "\"ended_at\":\"2026-11-19T10:05:00.000000000Z\",\"error\":\"NaN rows\"},"
         "{\"id\":\"dataset:s3://raw:events\",\"type\":\"dataset\",\"distance\":5,\"namespace\":\"s3://raw\","
         "\"name\":\"events\"}],"
@@ -97,7 +101,33 @@ Test(marquez, runs_fold_into_jobs_and_edges_appear_on_both_ends)
 	                   "dataset facets carried over");
 
 	/* A job's latest run in Marquez's states; its inputs and outputs. */
+	/* Marquez's web UI types (LineageDataset, LineageJob, Run): every field is there. */
+	json_t *ud = json_object_get(users, "data"), *fd = json_object_get(feat, "data");
+	const char *dkeys[] = {"id",        "type",           "name",       "physicalName", "createdAt",
+	                       "updatedAt", "namespace",      "sourceName", "fields",       "facets",
+	                       "tags",      "lastModifiedAt", "description"};
+	for (size_t i = 0; i < sizeof(dkeys) / sizeof(dkeys[0]); i++)
+		cr_assert_not_null(json_object_get(ud, dkeys[i]), "dataset data.%s", dkeys[i]);
+	const char *jkeys[] = {"id",         "type",      "name",          "createdAt",     "updatedAt",
+	                       "namespace",  "inputs",    "outputs",       "location",      "description",
+	                       "simpleName", "latestRun", "parentJobName", "parentJobUuid", "tags"};
+	for (size_t i = 0; i < sizeof(jkeys) / sizeof(jkeys[0]); i++)
+		cr_assert_not_null(json_object_get(fd, jkeys[i]), "job data.%s", jkeys[i]);
+	cr_assert_str_eq(json_string_value(json_object_get(ud, "createdAt")), "2026-11-01T00:00:00.000000000Z");
+	cr_assert_str_eq(json_string_value(json_object_get(ud, "lastModifiedAt")), "2026-11-19T10:05:00.000000000Z",
+	                 "when the run that wrote it ended");
+	json_t *f0 = json_array_get(json_object_get(ud, "fields"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(f0, "name")), "user_id", "fields from the schema facet");
+	cr_assert_str_eq(json_string_value(json_object_get(f0, "type")), "long");
+	cr_assert_str_eq(json_string_value(json_object_get(fd, "updatedAt")), "2026-11-19T10:05:00.000000000Z");
+
 	json_t *lr = json_object_get(json_object_get(feat, "data"), "latestRun");
+	json_t *jv = json_object_get(lr, "jobVersion");
+	cr_assert_str_eq(json_string_value(json_object_get(jv, "namespace")), "airflow");
+	cr_assert_str_eq(json_string_value(json_object_get(jv, "name")), "build_features");
+	cr_assert_str_eq(json_string_value(json_object_get(jv, "version")), "3f71");
+	cr_assert_eq(json_integer_value(json_object_get(lr, "durationMs")), 300000);
+	cr_assert(json_is_object(json_object_get(lr, "args")) && json_is_object(json_object_get(lr, "facets")));
 	cr_assert_str_eq(json_string_value(json_object_get(lr, "state")), "FAILED");
 	cr_assert_str_eq(json_string_value(json_object_get(lr, "id")), "22222222-2222-4222-8222-222222222222");
 	json_t *outs = json_object_get(json_object_get(train, "data"), "outputs");
