@@ -999,17 +999,6 @@ Test(jaeger_api, routes_are_counted_in_metrics)
 
 /* ---- routes that read the search indexes (co_index.c) ---- */
 
-/* Skips the test while co_search is the placeholder that answers "not implemented". */
-static void need_index(void)
-{
-	tk_http_resp r;
-	cr_assert_eq(tk_http(port, "GET", "/api/traces?service=frontend", NULL, 0, NULL, 0, 10000, &r), 0);
-	int status = r.status;
-	tk_http_resp_fini(&r);
-	if (status == 501)
-		cr_skip_test("co_search is not implemented yet (co_index.c)");
-}
-
 /* The trace ids of a search answer, in order, joined by ','. */
 static void ids_of(json_t *o, char *out, size_t cap)
 {
@@ -1040,7 +1029,6 @@ static void search(const char *query, const char *want)
 
 Test(jaeger_api, search_traces)
 {
-	need_index();
 	search("service=frontend", ID_HEALTH "," ID_PREDICT);
 	search("service=frontend&operation=GET%20%2Fpredict", ID_PREDICT);
 	search("service=frontend&limit=1", ID_HEALTH);
@@ -1070,7 +1058,6 @@ Test(jaeger_api, search_traces)
 
 Test(jaeger_api, services_operations_dependencies)
 {
-	need_index();
 	json_t *o = get("/api/services", 200);
 	json_t *want = json_pack("[s,s,s]", "batch", "frontend", "model svc");
 	cr_assert(json_equal(json_object_get(o, "data"), want), "services: %s",
