@@ -40,6 +40,11 @@ int co_cli_query(const co_cli *cli, const tl_pb_query_req *req, tl_pb_query_resp
  */
 int co_cli_opt_value(int argc, char **argv, int *i, const char *name, const char **val);
 
+/* Parses text[0..len) as a JSON object. Returns it (caller frees with json_decref()) or NULL with err set (TL_EPROTO).
+ */
+struct json_t;
+struct json_t *co_cli_load_doc(const char *text, size_t len, tl_errmsg *err);
+
 /* `threadline trace ...`. argv[0] is "trace". Returns an exit code. */
 int co_cli_trace(co_cli *cli, int argc, char **argv);
 

@@ -189,22 +189,6 @@ static int print_doc_json(const json_t *doc, const char *text, size_t len, FILE 
 	return ferror(out) ? -EIO : 0;
 }
 
-static json_t *load_doc(const char *text, size_t len, tl_errmsg *err)
-{
-	json_error_t je;
-	json_t *doc = json_loadb(text, len, 0, &je);
-	if (doc == NULL) {
-		tl_errf(err, TL_EPROTO, "not JSON: line %d, column %d: %s", je.line, je.column, je.text);
-		return NULL;
-	}
-	if (!json_is_object(doc)) {
-		json_decref(doc);
-		tl_errf(err, TL_EPROTO, "not a JSON object");
-		return NULL;
-	}
-	return doc;
-}
-
 /* "Type: message", "Type", "message", or nothing. */
 static void put_exception(FILE *out, const char *type, const char *msg)
 {
@@ -309,7 +293,7 @@ static int print_list_text(const co_cli *cli, const json_t *doc, FILE *out)
 
 int co_cli_errors_list_print(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err)
 {
-	json_t *doc = load_doc(json, len, err);
+	json_t *doc = co_cli_load_doc(json, len, err);
 	if (doc == NULL)
 		return TL_EPROTO;
 	int rc;
@@ -494,7 +478,7 @@ static int print_explain_text(const co_cli *cli, const json_t *doc, FILE *out)
 
 int co_cli_errors_explain_print(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err)
 {
-	json_t *doc = load_doc(json, len, err);
+	json_t *doc = co_cli_load_doc(json, len, err);
 	if (doc == NULL)
 		return TL_EPROTO;
 	int rc;

@@ -138,23 +138,6 @@ static void put_run_times(FILE *out, const json_t *r)
 		fputs("no times recorded", out);
 }
 
-/* Parses text as a JSON object. Returns it (caller frees with json_decref()) or NULL with err set. */
-static json_t *load_doc(const char *text, size_t len, tl_errmsg *err)
-{
-	json_error_t je;
-	json_t *doc = json_loadb(text, len, 0, &je);
-	if (doc == NULL) {
-		tl_errf(err, TL_EPROTO, "not JSON: line %d, column %d: %s", je.line, je.column, je.text);
-		return NULL;
-	}
-	if (!json_is_object(doc)) {
-		json_decref(doc);
-		tl_errf(err, TL_EPROTO, "not a JSON object");
-		return NULL;
-	}
-	return doc;
-}
-
 /* Copies s[0..n) to out, each control character (C0, DEL, or C1 in UTF-8) as one space. Returns the length. */
 static size_t clean_copy(const char *s, size_t n, char *out)
 {
@@ -855,7 +838,7 @@ static int print_show_mermaid(const lgraph *g, FILE *out)
 int co_cli_lineage_show_print(const co_cli *cli, const char *json, size_t len, co_cli_lformat fmt, FILE *out,
                               tl_errmsg *err)
 {
-	json_t *doc = load_doc(json, len, err);
+	json_t *doc = co_cli_load_doc(json, len, err);
 	if (doc == NULL)
 		return TL_EPROTO;
 	if (fmt == CO_CLI_LFORMAT_JSON) {
@@ -1091,7 +1074,7 @@ static int print_explain_text(const co_cli *cli, const json_t *doc, FILE *out)
 
 int co_cli_lineage_explain_print(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err)
 {
-	json_t *doc = load_doc(json, len, err);
+	json_t *doc = co_cli_load_doc(json, len, err);
 	if (doc == NULL)
 		return TL_EPROTO;
 	int rc;

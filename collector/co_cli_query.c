@@ -5,6 +5,7 @@
 #include "tl_error.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <stdio.h>
@@ -70,4 +71,20 @@ int co_cli_opt_value(int argc, char **argv, int *i, const char *name, const char
 		return -1;
 	*val = argv[++*i];
 	return 1;
+}
+
+json_t *co_cli_load_doc(const char *text, size_t len, tl_errmsg *err)
+{
+	json_error_t je;
+	json_t *doc = json_loadb(text, len, 0, &je);
+	if (doc == NULL) {
+		tl_errf(err, TL_EPROTO, "not JSON: line %d, column %d: %s", je.line, je.column, je.text);
+		return NULL;
+	}
+	if (!json_is_object(doc)) {
+		json_decref(doc);
+		tl_errf(err, TL_EPROTO, "not a JSON object");
+		return NULL;
+	}
+	return doc;
 }

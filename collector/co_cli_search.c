@@ -221,10 +221,9 @@ static void root_label(const row *r, char *buf, size_t width)
 
 int co_cli_search_print(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err)
 {
-	json_error_t je;
-	json_t *doc = json_loadb(json, len, 0, &je);
+	json_t *doc = co_cli_load_doc(json, len, err);
 	if (doc == NULL)
-		return tl_errf(err, TL_EPROTO, "not JSON: line %d, column %d: %s", je.line, je.column, je.text);
+		return TL_EPROTO;
 	const json_t *traces = json_object_get(doc, "traces");
 	uint64_t examined = 0;
 	if (!json_is_array(traces) || !get_count(doc, "examined", &examined)) {

@@ -113,6 +113,32 @@ static void put_time(FILE *out, uint64_t ns)
 	fputs(b, out);
 }
 
+/* Column widths for the service and operation names of rows (at least the headers', at most NAME_COL_MAX). */
+static void name_widths(const json_t *rows, size_t *ws, size_t *wo)
+{
+	size_t i;
+	const json_t *e;
+	*ws = 7;
+	*wo = 9;
+	json_array_foreach(rows, i, e)
+	{
+		const char *s = jstr(e, "service"), *o = jstr(e, "operation");
+		if (s != NULL && width(s) > *ws)
+			*ws = width(s);
+		if (o != NULL && width(o) > *wo)
+			*wo = width(o);
+	}
+	*ws = *ws > NAME_COL_MAX ? NAME_COL_MAX : *ws;
+	*wo = *wo > NAME_COL_MAX ? NAME_COL_MAX : *wo;
+}
+
+static void put_name_header(FILE *out, size_t ws, size_t wo)
+{
+	put_col(out, "SERVICE", ws, true);
+	fputs("  ", out);
+	put_col(out, "OPERATION", wo, true);
+}
+
 static void print_budget(FILE *out, const json_t *b)
 {
 	uint64_t budget = jns(b, "budget_nano");
@@ -128,22 +154,11 @@ static void print_budget(FILE *out, const json_t *b)
 	const json_t *stages = json_object_get(b, "stages"), *slowest = json_object_get(b, "slowest");
 	if (over == 0 || !json_is_array(stages))
 		return;
-	size_t ws = 7, wo = 9, i;
+	size_t ws, wo, i;
 	const json_t *e;
-	json_array_foreach(stages, i, e)
-	{
-		const char *s = jstr(e, "service"), *o = jstr(e, "operation");
-		if (s != NULL && width(s) > ws)
-			ws = width(s);
-		if (o != NULL && width(o) > wo)
-			wo = width(o);
-	}
-	ws = ws > NAME_COL_MAX ? NAME_COL_MAX : ws;
-	wo = wo > NAME_COL_MAX ? NAME_COL_MAX : wo;
+	name_widths(stages, &ws, &wo);
 	fputs("\ncritical-path self time by stage, over the traces that broke the budget:\n", out);
-	put_col(out, "SERVICE", ws, true);
-	fputs("  ", out);
-	put_col(out, "OPERATION", wo, true);
+	put_name_header(out, ws, wo);
 	fputs("       SELF   SHARE  TOP IN  TRACES\n", out);
 	json_array_foreach(stages, i, e)
 	{
@@ -186,12 +201,9 @@ static void print_budget(FILE *out, const json_t *b)
 
 int co_cli_stats_print(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err)
 {
-	json_error_t je;
-	json_t *doc = json_loadb(json, len, 0, &je);
-	if (doc == NULL || !json_is_object(doc)) {
-		json_decref(doc);
-		return tl_errf(err, TL_EPROTO, "not a stats document: %s", doc == NULL ? je.text : "not an object");
-	}
+	json_t *doc = co_cli_load_doc(json, len, err);
+	if (doc == NULL)
+		return TL_EPROTO;
 	const json_t *ops = json_object_get(doc, "operations");
 	if (!json_is_array(ops)) {
 		json_decref(doc);
@@ -218,22 +230,11 @@ int co_cli_stats_print(const co_cli *cli, const char *json, size_t len, FILE *ou
 	if (json_array_size(ops) == 0) {
 		fputs("no spans in this window\n", out);
 	} else {
-		size_t ws = 7, wo = 9, i;
+		size_t ws, wo, i;
 		const json_t *e;
-		json_array_foreach(ops, i, e)
-		{
-			const char *s = jstr(e, "service"), *o = jstr(e, "operation");
-			if (s != NULL && width(s) > ws)
-				ws = width(s);
-			if (o != NULL && width(o) > wo)
-				wo = width(o);
-		}
-		ws = ws > NAME_COL_MAX ? NAME_COL_MAX : ws;
-		wo = wo > NAME_COL_MAX ? NAME_COL_MAX : wo;
+		name_widths(ops, &ws, &wo);
 		fputc('\n', out);
-		put_col(out, "SERVICE", ws, true);
-		fputs("  ", out);
-		put_col(out, "OPERATION", wo, true);
+		put_name_header(out, ws, wo);
 		fputs("     REQ/S   ERRORS       P50       P95       P99      COUNT\n", out);
 		json_array_foreach(ops, i, e)
 		{
