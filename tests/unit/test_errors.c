@@ -13,13 +13,14 @@
 #include "co_errors.h"
 #include "co_query.h"
 #include "co_store.h"
+#include "store_fixture.h"
 #include "tl_arena.h"
 #include "tl_id.h"
 #include "tl_pb.h"
 #include "tl_time.h"
 
 #include <criterion/criterion.h>
-#include <ftw.h>
+
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,55 +29,17 @@
 
 /* ---- fixtures ---- */
 
-static char dir[64];
-static tl_arena A;  /* test data */
-static tl_arena QA; /* answers */
-static co_store *S;
-static uint64_t seq;
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
 static void setup(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/tl_errors_XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	tl_arena_init(&A, 64 << 10, 0);
-	tl_arena_init(&QA, 64 << 10, 0);
-	co_store_opts o = {.dir = dir, .map_size = 64 << 20};
-	tl_errmsg err = {{0}};
-	int rc = co_store_open(&o, &S, &err);
-	cr_assert_eq(rc, 0, "open: %s (%s)", tl_strerror(rc), err.msg);
-	seq = 0;
+	store_fixture_setup("errors", 64 << 10);
 }
 
 static void teardown(void)
 {
-	co_store_close(S);
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	tl_arena_fini(&A);
-	tl_arena_fini(&QA);
+	store_fixture_teardown();
 }
 
 TestSuite(errors, .init = setup, .fini = teardown, .timeout = 60);
-
-static void *az(size_t n)
-{
-	void *p = tl_arena_alloc(&A, n);
-	cr_assert_not_null(p);
-	memset(p, 0, n);
-	return p;
-}
-
-static char *as(const char *s)
-{
-	return tl_arena_strndup(&A, s, strlen(s));
-}
 
 static uint64_t T(const char *rfc3339)
 {

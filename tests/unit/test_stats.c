@@ -14,12 +14,13 @@
 #include "co_query.h"
 #include "co_stats.h"
 #include "co_store.h"
+#include "store_fixture.h"
 #include "tl_arena.h"
 #include "tl_pb.h"
 #include "tl_time.h"
 
 #include <criterion/criterion.h>
-#include <ftw.h>
+
 #include <jansson.h>
 #include <lmdb.h>
 #include <math.h>
@@ -36,55 +37,17 @@
 #define LATER (T0 + 1000 * MIN) /* "now" well after every window below */
 #define REL_BOUND 0.0443        /* 2^(1/16) - 1, rounded up */
 
-static char dir[64];
-static tl_arena A;  /* test data, reset per test */
-static tl_arena QA; /* answers */
-static co_store *S;
-static uint64_t seq;
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-static void open_store(void)
-{
-	co_store_opts o = {.dir = dir, .map_size = 64 << 20};
-	tl_errmsg err = {{0}};
-	int rc = co_store_open(&o, &S, &err);
-	cr_assert_eq(rc, 0, "open: %s (%s)", tl_strerror(rc), err.msg);
-}
-
 static void setup(void)
 {
-	snprintf(dir, sizeof(dir), "/tmp/tl_stats_XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	tl_arena_init(&A, 256 << 10, 0);
-	tl_arena_init(&QA, 64 << 10, 0);
-	open_store();
-	seq = 0;
+	store_fixture_setup("stats", 256 << 10);
 }
 
 static void teardown(void)
 {
-	co_store_close(S);
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	tl_arena_fini(&A);
-	tl_arena_fini(&QA);
+	store_fixture_teardown();
 }
 
 TestSuite(stats, .init = setup, .fini = teardown, .timeout = 120);
-
-static void *az(size_t n)
-{
-	void *p = tl_arena_alloc(&A, n);
-	cr_assert_not_null(p);
-	memset(p, 0, n);
-	return p;
-}
 
 /* ---- building batches ---- */
 
@@ -580,7 +543,7 @@ Test(stats, corrupt_cell)
 	cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
 	cr_assert_eq(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
-	open_store();
+	store_fixture_open();
 
 	json_t *doc = window(T0, T0 + MIN);
 	cr_assert_eq(integer(doc, "skipped_cells"), 1);
