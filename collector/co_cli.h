@@ -33,6 +33,20 @@ typedef struct co_cli {
  */
 int co_cli_query(const co_cli *cli, const tl_pb_query_req *req, tl_pb_query_resp **resp);
 
+/* Renders a JSON answer to out; returns 0, TL_EPROTO (err says why the document is not one) or -errno. */
+typedef int (*co_cli_json_print_fn)(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err,
+                                    void *ud);
+
+/*
+ * Sends q, then renders the answer's JSON document with print(ud) on
+ * stdout. The collector's error is printed on stderr. Returns the exit
+ * code: CLI_OK, CLI_UNREACHABLE, CLI_USAGE (the collector found the request
+ * invalid) or CLI_ERR (any other error, or an answer without a document —
+ * what names the document in that message).
+ */
+int co_cli_ask_json(const co_cli *cli, const tl_pb_query_req *q, const char *what, co_cli_json_print_fn print,
+                    void *ud);
+
 /*
  * Matches argv[*i] against "--name VALUE" or "--name=VALUE". Returns 1 with
  * *val set (borrowed from argv; *i advanced past a separate value), 0 when

@@ -494,6 +494,18 @@ int co_cli_errors_explain_print(const co_cli *cli, const char *json, size_t len,
 
 /* ---- the command ---- */
 
+static int print_list(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err, void *ud)
+{
+	(void)ud;
+	return co_cli_errors_list_print(cli, json, len, out, err);
+}
+
+static int print_explain(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err, void *ud)
+{
+	(void)ud;
+	return co_cli_errors_explain_print(cli, json, len, out, err);
+}
+
 int co_cli_errors(co_cli *cli, int argc, char **argv)
 {
 	co_cli_errors_args a;
@@ -528,28 +540,5 @@ int co_cli_errors(co_cli *cli, int argc, char **argv)
 		q.query_case = THREADLINE__V1__QUERY_REQUEST__QUERY_ERRORS_LIST;
 		q.errors_list = &el;
 	}
-	tl_pb_query_resp *resp = NULL;
-	if (co_cli_query(cli, &q, &resp) != 0)
-		return CLI_UNREACHABLE;
-	int code = CLI_OK;
-	if (resp->code != 0) {
-		fprintf(stderr, "threadline: %s\n",
-		        resp->error != NULL && resp->error[0] ? resp->error : tl_strerror(resp->code));
-		code = CLI_ERR;
-	} else if (resp->json == NULL || resp->json[0] == '\0') {
-		fprintf(stderr, "threadline: the collector answered without an errors document (is it older than this "
-		                "CLI?)\n");
-		code = CLI_ERR;
-	} else {
-		size_t len = strlen(resp->json);
-		int rc = a.explain ? co_cli_errors_explain_print(cli, resp->json, len, stdout, &err)
-		                   : co_cli_errors_list_print(cli, resp->json, len, stdout, &err);
-		if (rc != 0) {
-			fprintf(stderr, "threadline: cannot show the collector's answer: %s\n",
-			        rc == TL_EPROTO ? err.msg : tl_strerror(rc));
-			code = CLI_ERR;
-		}
-	}
-	threadline__v1__query_response__free_unpacked(resp, NULL);
-	return code;
+	return co_cli_ask_json(cli, &q, "an errors document", a.explain ? print_explain : print_list, NULL);
 }

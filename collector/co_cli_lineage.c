@@ -1108,26 +1108,15 @@ static const char lineage_usage[] =
                                           "duration ago (2h)\n";
 
 /* Sends q; prints the collector's error and returns the exit code, or CLI_OK with *resp to render. */
-static int lineage_query(co_cli *cli, const tl_pb_query_req *q, tl_pb_query_resp **resp)
+static int print_show(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err, void *ud)
 {
-	*resp = NULL;
-	if (co_cli_query(cli, q, resp) != 0)
-		return CLI_UNREACHABLE;
-	if ((*resp)->code != 0) {
-		fprintf(stderr, "threadline: %s\n",
-		        (*resp)->error != NULL && (*resp)->error[0] ? (*resp)->error : tl_strerror((*resp)->code));
-		threadline__v1__query_response__free_unpacked(*resp, NULL);
-		*resp = NULL;
-		return CLI_ERR;
-	}
-	if ((*resp)->json == NULL || (*resp)->json[0] == '\0') {
-		fprintf(stderr, "threadline: the collector answered without a lineage document (is it older than "
-		                "this CLI?)\n");
-		threadline__v1__query_response__free_unpacked(*resp, NULL);
-		*resp = NULL;
-		return CLI_ERR;
-	}
-	return CLI_OK;
+	return co_cli_lineage_show_print(cli, json, len, *(const co_cli_lformat *)ud, out, err);
+}
+
+static int print_explain(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err, void *ud)
+{
+	(void)ud;
+	return co_cli_lineage_explain_print(cli, json, len, out, err);
 }
 
 static int lineage_show(co_cli *cli, int argc, char **argv)
@@ -1225,18 +1214,7 @@ static int lineage_show(co_cli *cli, int argc, char **argv)
 	q.version = 1;
 	q.query_case = THREADLINE__V1__QUERY_REQUEST__QUERY_LINEAGE_SHOW;
 	q.lineage_show = &ls;
-	tl_pb_query_resp *resp;
-	int code = lineage_query(cli, &q, &resp);
-	if (code != CLI_OK)
-		return code;
-	int rc = co_cli_lineage_show_print(cli, resp->json, strlen(resp->json), fmt, stdout, &err);
-	if (rc != 0) {
-		fprintf(stderr, "threadline: cannot show the collector's answer: %s\n",
-		        rc == TL_EPROTO ? err.msg : tl_strerror(rc));
-		code = CLI_ERR;
-	}
-	threadline__v1__query_response__free_unpacked(resp, NULL);
-	return code;
+	return co_cli_ask_json(cli, &q, "a lineage document", print_show, &fmt);
 }
 
 static int lineage_explain(co_cli *cli, int argc, char **argv)
@@ -1278,18 +1256,7 @@ static int lineage_explain(co_cli *cli, int argc, char **argv)
 	q.version = 1;
 	q.query_case = THREADLINE__V1__QUERY_REQUEST__QUERY_LINEAGE_EXPLAIN;
 	q.lineage_explain = &le;
-	tl_pb_query_resp *resp;
-	int code = lineage_query(cli, &q, &resp);
-	if (code != CLI_OK)
-		return code;
-	int rc = co_cli_lineage_explain_print(cli, resp->json, strlen(resp->json), stdout, &err);
-	if (rc != 0) {
-		fprintf(stderr, "threadline: cannot show the collector's answer: %s\n",
-		        rc == TL_EPROTO ? err.msg : tl_strerror(rc));
-		code = CLI_ERR;
-	}
-	threadline__v1__query_response__free_unpacked(resp, NULL);
-	return code;
+	return co_cli_ask_json(cli, &q, "a lineage document", print_explain, NULL);
 }
 
 int co_cli_lineage(co_cli *cli, int argc, char **argv)

@@ -88,3 +88,29 @@ json_t *co_cli_load_doc(const char *text, size_t len, tl_errmsg *err)
 	}
 	return doc;
 }
+
+int co_cli_ask_json(const co_cli *cli, const tl_pb_query_req *q, const char *what, co_cli_json_print_fn print, void *ud)
+{
+	tl_pb_query_resp *resp = NULL;
+	if (co_cli_query(cli, q, &resp) != 0)
+		return CLI_UNREACHABLE;
+	int code = CLI_OK;
+	if (resp->code != 0) {
+		fprintf(stderr, "threadline: %s\n",
+		        resp->error != NULL && resp->error[0] ? resp->error : tl_strerror(resp->code));
+		code = resp->code == TL_EINVALID ? CLI_USAGE : CLI_ERR;
+	} else if (resp->json == NULL || resp->json[0] == '\0') {
+		fprintf(stderr, "threadline: the collector answered without %s (is it older than this CLI?)\n", what);
+		code = CLI_ERR;
+	} else {
+		tl_errmsg err = {{0}};
+		int rc = print(cli, resp->json, strlen(resp->json), stdout, &err, ud);
+		if (rc != 0) {
+			fprintf(stderr, "threadline: cannot show the collector's answer: %s\n",
+			        rc == TL_EPROTO ? err.msg : tl_strerror(rc));
+			code = CLI_ERR;
+		}
+	}
+	threadline__v1__query_response__free_unpacked(resp, NULL);
+	return code;
+}

@@ -295,6 +295,12 @@ int co_cli_search_print(const co_cli *cli, const char *json, size_t len, FILE *o
 
 /* ---- the command ---- */
 
+static int print_search(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err, void *ud)
+{
+	(void)ud;
+	return co_cli_search_print(cli, json, len, out, err);
+}
+
 int co_cli_search(co_cli *cli, int argc, char **argv)
 {
 	co_cli_search_args a;
@@ -316,24 +322,7 @@ int co_cli_search(co_cli *cli, int argc, char **argv)
 	q.version = 1;
 	q.query_case = THREADLINE__V1__QUERY_REQUEST__QUERY_TRACE_SEARCH;
 	q.trace_search = &a.q;
-	tl_pb_query_resp *resp = NULL;
-	rc = co_cli_query(cli, &q, &resp);
+	int code = co_cli_ask_json(cli, &q, "a search result", print_search, NULL);
 	co_cli_search_args_fini(&a);
-	if (rc != 0)
-		return CLI_UNREACHABLE;
-	int code = CLI_OK;
-	if (resp->code != 0) {
-		fprintf(stderr, "threadline: %s\n",
-		        resp->error != NULL && resp->error[0] ? resp->error : tl_strerror(resp->code));
-		code = resp->code == TL_EINVALID ? CLI_USAGE : CLI_ERR;
-	} else if (resp->json == NULL || resp->json[0] == '\0') {
-		fprintf(stderr,
-		        "threadline: the collector's answer has no search result (is it older than this client?)\n");
-		code = CLI_ERR;
-	} else if ((rc = co_cli_search_print(cli, resp->json, strlen(resp->json), stdout, &err)) != 0) {
-		fprintf(stderr, "threadline: %s\n", rc == TL_EPROTO ? err.msg : tl_strerror(rc));
-		code = CLI_ERR;
-	}
-	threadline__v1__query_response__free_unpacked(resp, NULL);
 	return code;
 }

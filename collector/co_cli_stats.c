@@ -274,6 +274,12 @@ static int bad_time(const char *flag, const char *val)
 	return CLI_USAGE;
 }
 
+static int print_stats(const co_cli *cli, const char *json, size_t len, FILE *out, tl_errmsg *err, void *ud)
+{
+	(void)ud;
+	return co_cli_stats_print(cli, json, len, out, err);
+}
+
 int co_cli_stats(co_cli *cli, int argc, char **argv)
 {
 	const char *service = NULL, *val = NULL;
@@ -330,27 +336,5 @@ int co_cli_stats(co_cli *cli, int argc, char **argv)
 	q.version = 1;
 	q.query_case = THREADLINE__V1__QUERY_REQUEST__QUERY_STATS;
 	q.stats = &st;
-	tl_pb_query_resp *resp = NULL;
-	if (co_cli_query(cli, &q, &resp) != 0)
-		return CLI_UNREACHABLE;
-	int code = CLI_OK;
-	if (resp->code != 0) {
-		fprintf(stderr, "threadline: %s\n",
-		        resp->error != NULL && resp->error[0] ? resp->error : tl_strerror(resp->code));
-		code = resp->code == TL_EINVALID ? CLI_USAGE : CLI_ERR;
-	} else if (resp->json == NULL || resp->json[0] == '\0') {
-		fprintf(stderr, "threadline: the collector answered without a stats document (is it older than this "
-		                "CLI?)\n");
-		code = CLI_ERR;
-	} else {
-		tl_errmsg err = {{0}};
-		int rc = co_cli_stats_print(cli, resp->json, strlen(resp->json), stdout, &err);
-		if (rc != 0) {
-			fprintf(stderr, "threadline: cannot show the collector's answer: %s\n",
-			        rc == TL_EPROTO ? err.msg : tl_strerror(rc));
-			code = CLI_ERR;
-		}
-	}
-	threadline__v1__query_response__free_unpacked(resp, NULL);
-	return code;
+	return co_cli_ask_json(cli, &q, "a stats document", print_stats, NULL);
 }
