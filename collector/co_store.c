@@ -792,6 +792,49 @@ int co_store_commit(co_store *s, co_batch *const *batches, size_t n, uint64_t no
 	}
 }
 
+int co_store_write(co_store *s, co_store_write_fn fn, void *ud)
+{
+	for (;;) {
+		MDB_txn *txn;
+		pthread_rwlock_rdlock(&s->resize);
+		int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+		if (rc == 0) {
+			rc = fn(txn, ud);
+			if (rc == 0)
+				rc = mdb_txn_commit(txn);
+			else
+				mdb_txn_abort(txn);
+		}
+		pthread_rwlock_unlock(&s->resize);
+		if (rc == MDB_MAP_RESIZED) {
+			if ((rc = adopt_map(s)) != 0)
+				return tl_err_from_lmdb(rc);
+			continue;
+		}
+		if (rc == MDB_MAP_FULL) {
+			if ((rc = grow_map(s)) != 0)
+				return rc == MDB_MAP_FULL ? TL_EFULL : tl_err_from_lmdb(rc);
+			continue;
+		}
+		if (rc == 0 || rc < 0)
+			return rc;
+		return rc == ENOMEM ? -ENOMEM : tl_err_from_lmdb(rc);
+	}
+}
+
+int co_store_open_db(co_store *s, const char *name, MDB_dbi *out)
+{
+	MDB_txn *txn;
+	pthread_rwlock_rdlock(&s->resize);
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc == 0) {
+		rc = mdb_dbi_open(txn, name, MDB_CREATE, out);
+		rc = rc == 0 ? mdb_txn_commit(txn) : (mdb_txn_abort(txn), rc);
+	}
+	pthread_rwlock_unlock(&s->resize);
+	return rc == 0 ? 0 : tl_err_from_lmdb(rc);
+}
+
 /* ---- reading ---- */
 
 typedef struct ogroup {

@@ -157,6 +157,20 @@ int co_store_scan_time(co_store *s, uint64_t from_ns, uint64_t to_ns, bool newes
 typedef int (*co_chunk_fn)(uint64_t chunk_id, const uint8_t *val, size_t len, void *ud);
 int co_store_scan_chunks(co_store *s, uint64_t from_id, co_chunk_fn fn, void *ud);
 
+/*
+ * For modules that keep their own databases in the store (the forwarder's
+ * cursor): runs fn(txn, ud) in a write transaction and commits it when fn
+ * returns 0 (fn returns 0, a negative TL code, or an LMDB code; anything
+ * else aborts). On MDB_MAP_FULL the map grows and fn runs again, so fn must
+ * be repeatable. Serialises with co_store_commit(): keep it short. Returns
+ * 0, fn's negative code, TL_EFULL or a store error.
+ */
+struct MDB_txn;
+typedef int (*co_store_write_fn)(struct MDB_txn *txn, void *ud);
+int co_store_write(co_store *s, co_store_write_fn fn, void *ud);
+/* Opens (creating) a named database of the store's environment. Returns 0 or a store error. */
+int co_store_open_db(co_store *s, const char *name, unsigned int *out); /* out: an MDB_dbi */
+
 typedef struct co_store_counts {
 	size_t chunks, trace_idx, traces, time_idx, resources, dedupe, lineage_raw;
 } co_store_counts;
