@@ -8,6 +8,7 @@
  * scan at open (it reads only the value headers) and kept in memory after.
  */
 #include "ag_spool.h"
+#include "tl_be.h"
 
 #include "tl_id.h"
 
@@ -53,33 +54,6 @@ void ag_spool_opts_default(ag_spool_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->max_bytes = (size_t)1 << 30;
 	o->sync_each_commit = true;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 static int lmdb_fail(tl_errmsg *err, const char *what, int rc)
@@ -180,9 +154,9 @@ static int scan(MDB_txn *txn, MDB_dbi dbi, size_t *bytes, size_t *count, uint64_
 		*bytes += v.mv_size;
 		(*count)++;
 		if (v.mv_size >= AG_SPOOL_HDR && spans != NULL)
-			*spans += get_be32((const uint8_t *)v.mv_data + 4);
+			*spans += tl_get_be32((const uint8_t *)v.mv_data + 4);
 		if (k.mv_size == 8 && last != NULL)
-			*last = get_be64(k.mv_data);
+			*last = tl_get_be64(k.mv_data);
 	}
 	mdb_cursor_close(c);
 	return rc == MDB_NOTFOUND ? 0 : rc;
@@ -226,7 +200,7 @@ static int load(ag_spool *s, tl_errmsg *err)
 	what = "read next_seq";
 	rc = mdb_get(txn, s->meta, &k, &v);
 	if (rc == 0 && v.mv_size == 8)
-		next = get_be64(v.mv_data);
+		next = tl_get_be64(v.mv_data);
 	else if (rc != MDB_NOTFOUND)
 		goto fail;
 	ag_spool_info in = {0};
@@ -332,7 +306,7 @@ int ag_spool_info_get(ag_spool *s, ag_spool_info *out)
 static int append(ag_spool *s, MDB_txn *txn, const ag_spool_put *p)
 {
 	uint8_t kb[8];
-	put_be64(kb, p->seq);
+	tl_put_be64(kb, p->seq);
 	MDB_val k = {8, kb}, v = {AG_SPOOL_HDR + p->len, NULL};
 	int rc = mdb_put(txn, s->batches, &k, &v, MDB_APPEND | MDB_RESERVE);
 	if (rc != 0)
@@ -340,7 +314,7 @@ static int append(ag_spool *s, MDB_txn *txn, const ag_spool_put *p)
 	uint8_t *d = v.mv_data;
 	memset(d, 0, AG_SPOOL_HDR);
 	d[0] = FORMAT;
-	put_be32(d + 4, p->nspans);
+	tl_put_be32(d + 4, p->nspans);
 	memcpy(d + AG_SPOOL_HDR, p->data, p->len);
 	return 0;
 }
@@ -349,7 +323,7 @@ static int append(ag_spool *s, MDB_txn *txn, const ag_spool_put *p)
 static int finish(ag_spool *s, MDB_txn *txn, const ag_spool_done *dn, ag_spool_delta *d)
 {
 	uint8_t kb[8];
-	put_be64(kb, dn->seq);
+	tl_put_be64(kb, dn->seq);
 	MDB_val k = {8, kb}, v;
 	int rc = mdb_get(txn, s->batches, &k, &v);
 	if (rc == MDB_NOTFOUND)
@@ -359,7 +333,7 @@ static int finish(ag_spool *s, MDB_txn *txn, const ag_spool_done *dn, ag_spool_d
 	if (v.mv_size < AG_SPOOL_HDR)
 		return MDB_CORRUPTED;
 	size_t len = v.mv_size;
-	uint32_t nspans = get_be32((const uint8_t *)v.mv_data + 4);
+	uint32_t nspans = tl_get_be32((const uint8_t *)v.mv_data + 4);
 	if (dn->reason != NULL) {
 		size_t rl = strnlen(dn->reason, MAX_REASON);
 		MDB_val dv = {len + 2 + rl, NULL};
@@ -423,7 +397,7 @@ int ag_spool_write(ag_spool *s, const ag_spool_put *puts, size_t nputs, const ag
 	}
 	if (next != 0) {
 		uint8_t nb[8];
-		put_be64(nb, next);
+		tl_put_be64(nb, next);
 		MDB_val k = {sizeof(K_NEXT_SEQ) - 1, (void *)K_NEXT_SEQ}, v = {8, nb};
 		what = "write next_seq";
 		if ((rc = mdb_put(txn, s->meta, &k, &v, 0)) != 0)
@@ -470,7 +444,7 @@ int ag_spool_read_next(ag_spool *s, uint64_t after, uint64_t *seq, uint8_t **dat
 		return tl_err_from_lmdb(rc);
 	}
 	uint8_t kb[8];
-	put_be64(kb, after == UINT64_MAX ? after : after + 1);
+	tl_put_be64(kb, after == UINT64_MAX ? after : after + 1);
 	MDB_val k = {8, kb}, v;
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	int out = 0;
@@ -487,10 +461,10 @@ int ag_spool_read_next(ag_spool *s, uint64_t after, uint64_t *seq, uint8_t **dat
 			out = -ENOMEM;
 		} else {
 			memcpy(copy, (const uint8_t *)v.mv_data + AG_SPOOL_HDR, n);
-			*seq = get_be64(k.mv_data);
+			*seq = tl_get_be64(k.mv_data);
 			*data = copy;
 			*len = n;
-			*nspans = get_be32((const uint8_t *)v.mv_data + 4);
+			*nspans = tl_get_be32((const uint8_t *)v.mv_data + 4);
 		}
 	}
 	mdb_cursor_close(c);

@@ -38,14 +38,20 @@
  * and start; log2 of the duration, 1 + floor(log2(d)), in the key) with the
  * range of all the service's starts there, and under lp("") the same over
  * every span: a minimum-duration search reads, per time bucket, only the
- * entries from the minimum's log2 up, with or without a service.
+ * entries from the minimum's log2 up, with or without a service. The lp("")
+ * entries use buckets of 2^36 ns (about 69 s): every service's batches write
+ * there, and a batch whose spans cover a minute would otherwise put one entry
+ * in each of sixty buckets between other agents' entries, a page each.
  *
  * ix_op and ix_attr have high-cardinality values (span names with ids in
  * them; ml.prediction.id is often unique per span), so the records of one
  * transaction are gathered (co_index_put_trace), sorted, and written by
  * co_index_flush() as one block per service (ix_op) or attribute key
  * (ix_attr) and time bucket: a commit appends a few blocks, and a search
- * binary-searches each block of the key in the range for its value. ix_attr
+ * binary-searches each block of the key in the range for its value. Their
+ * buckets are 2^33 ns (about 8.6 s), so that a batch of spans spread over
+ * minutes writes tens of blocks, not hundreds of one record each, and a
+ * search over a day reads ten thousand blocks, not ninety thousand. ix_attr
  * holds the built-in and configured keys, a span's own attribute taking
  * precedence over its resource's, in the string form of co_index.h.
  *
@@ -63,6 +69,7 @@
  * spans), or after max_examined entries, blocks and records (partial).
  */
 #include "co_index.h"
+#include "tl_be.h"
 
 #include "store.pb-c.h"
 
@@ -75,12 +82,14 @@
 typedef Threadline__Store__V1__Chunk st_chunk;
 typedef Threadline__Store__V1__ChunkGroup st_group;
 
-#define TB_SHIFT 30 /* time buckets of 2^30 ns */
+#define TB_SHIFT 30     /* time buckets of 2^30 ns */
+#define TB_ANY_SHIFT 36 /* ix_dur's all-services buckets: 2^36 ns, about 69 s */
+#define TB_BLK_SHIFT 33 /* ix_op and ix_attr blocks: 2^33 ns, about 8.6 s */
 #define TB_MAX (UINT64_MAX >> TB_SHIFT)
 #define LP_CUT 0x8000u
 #define ID_LEN 16
 #define TIMED_TAIL 16              /* tb || chunk after the prefix */
-#define TIME_IDX_LEN (8 + ID_LEN)  /* the store's time_idx: start || trace_id */
+#define TIME_IDX_LEN (8 + ID_LEN)  /* the store's trace_starts: start || trace_id */
 #define VAL_LEN (16 + ID_LEN)      /* span range || trace_id */
 #define REC_TAIL (8 + VAL_LEN)     /* a block record after its value: chunk || span range || trace_id */
 #define DUR_VAL_LEN (16 + VAL_LEN) /* duration || start || span range || trace_id */
@@ -117,35 +126,6 @@ struct co_index_db {
 };
 
 /* ---- encoding ---- */
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 static bool lp_is_cut(size_t len)
 {
@@ -204,7 +184,7 @@ static uint64_t strhash(const char *p, size_t n)
 
 static uint64_t hash_id(const uint8_t *id)
 {
-	return (get_be64(id) ^ get_be64(id + 8)) * UINT64_C(0x9E3779B97F4A7C15);
+	return (tl_get_be64(id) ^ tl_get_be64(id + 8)) * UINT64_C(0x9E3779B97F4A7C15);
 }
 
 /*
@@ -532,8 +512,8 @@ static int pend_add(co_index_db *db, int which, const uint8_t *trace_id, uint64_
 
 static void put_val(uint8_t *v, const agg *e, const uint8_t *trace_id)
 {
-	put_be64(v, e->min);
-	put_be64(v + 8, e->max);
+	tl_put_be64(v, e->min);
+	tl_put_be64(v + 8, e->max);
 	memcpy(v + 16, trace_id, ID_LEN);
 }
 
@@ -549,8 +529,8 @@ static int emit(co_index_db *db, MDB_txn *txn, const uint8_t *trace_id, uint64_t
 	case T_ERR:
 		if (e->tag == T_SVC)
 			n += lp_put(k, e->a, e->alen);
-		put_be64(k + n, e->c);
-		put_be64(k + n + 8, chunk);
+		tl_put_be64(k + n, e->c);
+		tl_put_be64(k + n + 8, chunk);
 		n += TIMED_TAIL;
 		put_val(v, e, trace_id);
 		dbi = e->tag == T_SVC ? db->svc : db->err;
@@ -561,12 +541,12 @@ static int emit(co_index_db *db, MDB_txn *txn, const uint8_t *trace_id, uint64_t
 		return pend_add(db, B_ATTR, trace_id, chunk, e);
 	case T_DUR:
 		n += lp_put(k, e->a, e->alen);
-		put_be64(k + n, e->c);
+		tl_put_be64(k + n, e->c);
 		k[n + 8] = dur_class(e->dur);
-		put_be64(k + n + 9, chunk);
+		tl_put_be64(k + n + 9, chunk);
 		n += 17;
-		put_be64(v, e->dur);
-		put_be64(v + 8, e->dur_start);
+		tl_put_be64(v, e->dur);
+		tl_put_be64(v + 8, e->dur_start);
 		put_val(v + 16, e, trace_id);
 		val.mv_size = DUR_VAL_LEN;
 		dbi = db->dur;
@@ -577,11 +557,11 @@ static int emit(co_index_db *db, MDB_txn *txn, const uint8_t *trace_id, uint64_t
 		k[n++] = (uint8_t)e->c;
 		key = (MDB_val){n, k};
 		int rc = mdb_get(txn, db->cat, &key, &val);
-		if (rc == 0 && val.mv_size == 8 && get_be64(val.mv_data) + CAT_SLACK_NS >= e->max)
+		if (rc == 0 && val.mv_size == 8 && tl_get_be64(val.mv_data) + CAT_SLACK_NS >= e->max)
 			return 0;
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return rc;
-		put_be64(v, e->max);
+		tl_put_be64(v, e->max);
 		val = (MDB_val){8, v};
 		dbi = db->cat;
 		break;
@@ -618,14 +598,14 @@ int co_index_put_trace(co_index_db *db, MDB_txn *txn, tl_arena *scratch, const u
 			svc = last_svc != NULL ? hs(last_svc, strlen(last_svc)) : none;
 		}
 		uint64_t start = sp->start_time_unix_nano, dur = span_dur(sp);
-		uint64_t bucket = start >> TB_SHIFT;
+		uint64_t bucket = start >> TB_SHIFT, blk = start >> TB_BLK_SHIFT;
 		if (svc.len > 0) {
 			if (agg_upd(&t, T_SVC, &svc, &none, false, bucket, start) == NULL)
 				return ENOMEM;
 			if (sp->name != NULL && sp->name[0] != '\0') {
 				hstr name = hs(sp->name, strlen(sp->name));
 				unsigned kind = sp->kind >= 0 && sp->kind <= 255 ? (unsigned)sp->kind : 0;
-				if (agg_upd(&t, T_OP, &svc, &name, false, bucket, start) == NULL ||
+				if (agg_upd(&t, T_OP, &svc, &name, false, blk, start) == NULL ||
 				    agg_upd(&t, T_CAT, &svc, &name, false, kind, start) == NULL)
 					return ENOMEM;
 			}
@@ -633,7 +613,8 @@ int co_index_put_trace(co_index_db *db, MDB_txn *txn, tl_arena *scratch, const u
 		for (int any = 0; any < 2; any++) {
 			if (!any && svc.len == 0)
 				continue;
-			if ((e = agg_upd(&t, T_DUR, any ? &none : &svc, &none, false, bucket, start)) == NULL)
+			uint64_t b = any ? start >> TB_ANY_SHIFT : bucket;
+			if ((e = agg_upd(&t, T_DUR, any ? &none : &svc, &none, false, b, start)) == NULL)
 				return ENOMEM;
 			if (e->dur < dur) {
 				e->dur = dur;
@@ -656,7 +637,7 @@ int co_index_put_trace(co_index_db *db, MDB_txn *txn, tl_arena *scratch, const u
 				continue;
 			seen |= UINT64_C(1) << ki;
 			hstr hv = hs(v, vlen);
-			if (agg_upd(&t, T_ATTR, &keys[ki], &hv, v == buf, bucket, start) == NULL)
+			if (agg_upd(&t, T_ATTR, &keys[ki], &hv, v == buf, blk, start) == NULL)
 				return ENOMEM;
 		}
 		if (!have_res || spans[i].resource != last_res) {
@@ -683,7 +664,7 @@ int co_index_put_trace(co_index_db *db, MDB_txn *txn, tl_arena *scratch, const u
 			if (seen >> ki & 1)
 				continue;
 			hstr hv = hs(ra[j].v, ra[j].len);
-			if (agg_upd(&t, T_ATTR, &keys[ki], &hv, ra[j].copy, bucket, start) == NULL)
+			if (agg_upd(&t, T_ATTR, &keys[ki], &hv, ra[j].copy, blk, start) == NULL)
 				return ENOMEM;
 		}
 	}
@@ -737,23 +718,23 @@ int co_index_flush(co_index_db *db, MDB_txn *txn)
 		uint8_t k[2 + CO_INDEX_VALUE_MAX + 16];
 		size_t kn = lp_size(db->pend[i].pk);
 		memcpy(k, db->pend[i].pk, kn);
-		put_be64(k + kn, db->pend[i].tb);
-		put_be64(k + kn + 8, db->seq);
+		tl_put_be64(k + kn, db->pend[i].tb);
+		tl_put_be64(k + kn + 8, db->seq);
 		MDB_val key = {kn + 16, k}, val = {bytes, NULL};
 		if ((rc = mdb_put(txn, db->pend[i].which == B_OP ? db->op : db->attr, &key, &val, MDB_RESERVE)) != 0)
 			break;
 		uint8_t *b = val.mv_data;
-		put_be32(b, (uint32_t)(j - i));
+		tl_put_be32(b, (uint32_t)(j - i));
 		size_t off = 4 + 4 * (j - i);
 		for (size_t r = i; r < j; r++) {
 			const pend *p = &db->pend[r];
 			size_t vn = lp_size(p->vk);
-			put_be32(b + 4 + 4 * (r - i), (uint32_t)off);
+			tl_put_be32(b + 4 + 4 * (r - i), (uint32_t)off);
 			memcpy(b + off, p->vk, vn);
 			off += vn;
-			put_be64(b + off, p->chunk);
-			put_be64(b + off + 8, p->lo);
-			put_be64(b + off + 16, p->hi);
+			tl_put_be64(b + off, p->chunk);
+			tl_put_be64(b + off + 8, p->lo);
+			tl_put_be64(b + off + 16, p->hi);
 			memcpy(b + off + 24, p->trace, ID_LEN);
 			off += REC_TAIL;
 		}
@@ -778,6 +759,7 @@ typedef struct rcache {
 } rcache;
 
 typedef struct reader {
+	co_store *s;
 	MDB_txn *txn;
 	const co_store_dbs *d;
 	tl_arena tmp; /* one trace at a time */
@@ -788,11 +770,12 @@ typedef struct reader {
 /* Called per span; returns 0 to go on, > 0 to stop (returned), < 0 for an error. */
 typedef int (*span_fn)(void *ud, const tl_pb_span *sp, const char *svc, const tl_pb_resource *res);
 
-static void reader_init(reader *r, MDB_txn *txn, const co_store_dbs *d)
+static void reader_init(reader *r, co_store *s, MDB_txn *txn)
 {
 	memset(r, 0, sizeof(*r));
+	r->s = s;
 	r->txn = txn;
-	r->d = d;
+	r->d = co_store_get_dbs(s);
 	tl_arena_init(&r->tmp, (size_t)256 << 10, 0);
 	tl_arena_set_retain(&r->tmp, (size_t)16 << 20);
 }
@@ -844,48 +827,40 @@ static int resolve(reader *r, const ProtobufCBinaryData *hash, const tl_pb_resou
  * and service resolved when need_res. Everything fn sees is valid until the
  * next read_trace. Returns 0, fn's positive value, or a TL error.
  */
+typedef struct trace_walk {
+	reader *r;
+	bool need_res;
+	span_fn fn;
+	void *ud;
+} trace_walk;
+
+static int walk_chunk(uint64_t chunk_id, const uint8_t *val, size_t len, void *ud)
+{
+	(void)chunk_id;
+	trace_walk *w = ud;
+	st_chunk *ch = threadline__store__v1__chunk__unpack(tl_arena_allocator(&w->r->tmp), len, val);
+	if (ch == NULL)
+		return TL_ECORRUPT;
+	int ret = 0;
+	for (size_t g = 0; g < ch->n_groups && ret == 0; g++) {
+		const st_group *gr = ch->groups[g];
+		const tl_pb_resource *res = NULL;
+		const char *svc = NULL;
+		if (w->need_res && (ret = resolve(w->r, &gr->resource_hash, &res, &svc)) != 0)
+			break;
+		for (size_t i = 0; i < gr->n_spans && ret == 0; i++)
+			ret = w->fn(w->ud, gr->spans[i], svc, res);
+	}
+	return ret;
+}
+
 static int read_trace(reader *r, const uint8_t *id, bool need_res, span_fn fn, void *ud)
 {
 	tl_arena_reset(&r->tmp);
 	r->nrc = 0;
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(r->txn, r->d->trace_idx, &c);
-	if (rc != 0)
-		return tl_err_from_lmdb(rc);
-	uint8_t kb[ID_LEN + 8] = {0};
-	memcpy(kb, id, ID_LEN);
-	MDB_val k = {sizeof(kb), kb}, v;
-	int ret = 0;
-	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-	while (rc == 0 && ret == 0 && k.mv_size == ID_LEN + 8 && memcmp(k.mv_data, id, ID_LEN) == 0) {
-		MDB_val ck = {8, (uint8_t *)k.mv_data + ID_LEN}, cv;
-		int grc = mdb_get(r->txn, r->d->spans, &ck, &cv);
-		if (grc == 0) {
-			st_chunk *ch = threadline__store__v1__chunk__unpack(tl_arena_allocator(&r->tmp), cv.mv_size,
-			                                                    cv.mv_data);
-			if (ch == NULL) {
-				ret = TL_ECORRUPT;
-				break;
-			}
-			for (size_t g = 0; g < ch->n_groups && ret == 0; g++) {
-				const st_group *gr = ch->groups[g];
-				const tl_pb_resource *res = NULL;
-				const char *svc = NULL;
-				if (need_res && (ret = resolve(r, &gr->resource_hash, &res, &svc)) != 0)
-					break;
-				for (size_t i = 0; i < gr->n_spans && ret == 0; i++)
-					ret = fn(ud, gr->spans[i], svc, res);
-			}
-		} else if (grc != MDB_NOTFOUND) {
-			ret = tl_err_from_lmdb(grc);
-		}
-		if (ret == 0)
-			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-	}
-	mdb_cursor_close(c);
-	if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		ret = tl_err_from_lmdb(rc);
-	return ret;
+	trace_walk w = {r, need_res, fn, ud};
+	int rc = co_store_each_chunk(r->s, r->txn, id, walk_chunk, &w);
+	return rc == TL_ENOTFOUND ? 0 : rc;
 }
 
 /* ---- search ---- */
@@ -961,10 +936,15 @@ static bool top_closed(const search *S, uint64_t ts)
 	return S->ntop == S->limit && ts < S->top[0].start_ns;
 }
 
-/* Every span of time bucket tb (and of older ones) starts before this. */
+/* Every span of time bucket tb of 2^shift ns (and of older ones) starts before this. */
+static uint64_t tb_end_shift(uint64_t tb, unsigned shift)
+{
+	return tb >= (UINT64_MAX >> shift) ? UINT64_MAX : (tb + 1) << shift;
+}
+
 static uint64_t tb_end(uint64_t tb)
 {
-	return tb >= TB_MAX ? UINT64_MAX : (tb + 1) << TB_SHIFT;
+	return tb_end_shift(tb, TB_SHIFT);
 }
 
 /* Returns 1 when id is new (and remembers it), 0 when seen, or -ENOMEM. */
@@ -1111,7 +1091,7 @@ static bool budget(search *S)
  */
 static int consider_range(search *S, const uint8_t *val, bool base_proven)
 {
-	uint64_t lo = get_be64(val), hi = get_be64(val + 8);
+	uint64_t lo = tl_get_be64(val), hi = tl_get_be64(val + 8);
 	if (hi < S->from || lo >= S->to)
 		return 0;
 	bool inside = lo >= S->from || hi < S->to;
@@ -1127,7 +1107,7 @@ static int walk_timed(search *S, MDB_dbi dbi, const uint8_t *pre, size_t plen, b
 		return tl_err_from_lmdb(rc);
 	uint8_t seek[KEY_CAP];
 	memcpy(seek, pre, plen);
-	put_be64(seek + plen, ((S->to - 1) >> TB_SHIFT) + 1);
+	tl_put_be64(seek + plen, ((S->to - 1) >> TB_SHIFT) + 1);
 	uint64_t tb_lo = S->from >> TB_SHIFT;
 	MDB_val k, v;
 	int ret = 0;
@@ -1136,7 +1116,7 @@ static int walk_timed(search *S, MDB_dbi dbi, const uint8_t *pre, size_t plen, b
 		const uint8_t *kp = k.mv_data;
 		if (k.mv_size < plen + TIMED_TAIL || memcmp(kp, pre, plen) != 0)
 			break;
-		uint64_t tb = get_be64(kp + plen);
+		uint64_t tb = tl_get_be64(kp + plen);
 		if (tb < tb_lo || top_closed(S, tb_end(tb)) || !budget(S))
 			break;
 		if (k.mv_size == plen + TIMED_TAIL && v.mv_size == VAL_LEN)
@@ -1185,8 +1165,8 @@ static int walk_blocks(search *S, MDB_dbi dbi, const uint8_t *pre, size_t plen, 
 		return tl_err_from_lmdb(rc);
 	uint8_t seek[KEY_CAP];
 	memcpy(seek, pre, plen);
-	put_be64(seek + plen, ((S->to - 1) >> TB_SHIFT) + 1);
-	uint64_t tb_lo = S->from >> TB_SHIFT;
+	tl_put_be64(seek + plen, ((S->to - 1) >> TB_BLK_SHIFT) + 1);
+	uint64_t tb_lo = S->from >> TB_BLK_SHIFT;
 	MDB_val k, v;
 	int ret = 0;
 	rc = seek_before(c, seek, plen + 8, &k, &v);
@@ -1194,22 +1174,22 @@ static int walk_blocks(search *S, MDB_dbi dbi, const uint8_t *pre, size_t plen, 
 		const uint8_t *kp = k.mv_data;
 		if (k.mv_size != plen + 16 || memcmp(kp, pre, plen) != 0)
 			break;
-		uint64_t tb = get_be64(kp + plen);
-		if (tb < tb_lo || top_closed(S, tb_end(tb)) || !budget(S))
+		uint64_t tb = tl_get_be64(kp + plen);
+		if (tb < tb_lo || top_closed(S, tb_end_shift(tb, TB_BLK_SHIFT)) || !budget(S))
 			break;
 		const uint8_t *b = v.mv_data;
-		size_t size = v.mv_size, count = size >= 4 ? get_be32(b) : 0;
+		size_t size = v.mv_size, count = size >= 4 ? tl_get_be32(b) : 0;
 		bool bad = size < 4 || count > (size - 4) / 4;
 		size_t lo = 0, hi = bad ? 0 : count;
 		while (lo < hi && !bad) {
 			size_t mid = lo + (hi - lo) / 2;
-			if (rec_cmp(b, size, get_be32(b + 4 + 4 * mid), want, wlen, &bad) < 0)
+			if (rec_cmp(b, size, tl_get_be32(b + 4 + 4 * mid), want, wlen, &bad) < 0)
 				lo = mid + 1;
 			else
 				hi = mid;
 		}
 		for (size_t i = lo; i < count && !bad && ret == 0; i++) {
-			size_t off = get_be32(b + 4 + 4 * i);
+			size_t off = tl_get_be32(b + 4 + 4 * i);
 			if (rec_cmp(b, size, off, want, wlen, &bad) != 0 || bad)
 				break;
 			if (!budget(S))
@@ -1233,23 +1213,23 @@ static int walk_dur_bucket(search *S, MDB_cursor *c, const uint8_t *pre, size_t 
 	uint64_t mind = S->q->min_duration_ns, maxd = S->q->max_duration_ns;
 	uint8_t seek[KEY_CAP];
 	memcpy(seek, pre, plen);
-	put_be64(seek + plen, tb);
+	tl_put_be64(seek + plen, tb);
 	seek[plen + 8] = dur_class(mind);
 	MDB_val k = {plen + 9, seek}, v;
 	int ret = 0;
 	int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	while (rc == 0 && ret == 0) {
 		const uint8_t *kp = k.mv_data;
-		if (k.mv_size != plen + 17 || memcmp(kp, pre, plen) != 0 || get_be64(kp + plen) != tb)
+		if (k.mv_size != plen + 17 || memcmp(kp, pre, plen) != 0 || tl_get_be64(kp + plen) != tb)
 			break;
 		if (!budget(S))
 			break;
 		const uint8_t *vp = v.mv_data;
-		if (v.mv_size == DUR_VAL_LEN && get_be64(vp) >= mind) {
-			uint64_t d = get_be64(vp), st = get_be64(vp + 8);
+		if (v.mv_size == DUR_VAL_LEN && tl_get_be64(vp) >= mind) {
+			uint64_t d = tl_get_be64(vp), st = tl_get_be64(vp + 8);
 			/* The longest span itself, when inside every bound, proves the entry. */
 			bool longest = (maxd == 0 || d <= maxd) && st >= S->from && st < S->to;
-			uint64_t lo = get_be64(vp + 16), hi = get_be64(vp + 24);
+			uint64_t lo = tl_get_be64(vp + 16), hi = tl_get_be64(vp + 24);
 			if (hi >= S->from && lo < S->to)
 				ret = consider(S, vp + 32, base_proven && longest);
 		}
@@ -1270,17 +1250,19 @@ static int walk_dur(search *S, const uint8_t *pre, size_t plen, bool base_proven
 		return tl_err_from_lmdb(rc);
 	uint8_t seek[KEY_CAP];
 	memcpy(seek, pre, plen);
-	uint64_t next = ((S->to - 1) >> TB_SHIFT) + 1, tb_lo = S->from >> TB_SHIFT;
+	/* lp("") is two zero bytes: the all-services entries, in coarser buckets. */
+	unsigned shift = plen == 2 ? TB_ANY_SHIFT : TB_SHIFT;
+	uint64_t next = ((S->to - 1) >> shift) + 1, tb_lo = S->from >> shift;
 	int ret = 0;
 	for (;;) {
 		/* The newest bucket below `next` that has entries. */
 		MDB_val k, v;
-		put_be64(seek + plen, next);
+		tl_put_be64(seek + plen, next);
 		rc = seek_before(c, seek, plen + 8, &k, &v);
 		if (rc != 0 || k.mv_size != plen + 17 || memcmp(k.mv_data, pre, plen) != 0)
 			break;
-		uint64_t tb = get_be64((const uint8_t *)k.mv_data + plen);
-		if (tb < tb_lo || top_closed(S, tb_end(tb)) || !budget(S))
+		uint64_t tb = tl_get_be64((const uint8_t *)k.mv_data + plen);
+		if (tb < tb_lo || top_closed(S, tb_end_shift(tb, shift)) || !budget(S))
 			break;
 		if ((ret = walk_dur_bucket(S, c, pre, plen, tb, base_proven)) != 0 || S->partial)
 			break;
@@ -1292,22 +1274,22 @@ static int walk_dur(search *S, const uint8_t *pre, size_t plen, bool base_proven
 	return ret;
 }
 
-/* Walks the store's time_idx (trace starts) newest first. */
+/* Walks the store's trace_starts newest first. */
 static int walk_traces(search *S, bool base_proven)
 {
 	MDB_cursor *c;
-	int rc = mdb_cursor_open(S->txn, co_store_get_dbs(S->s)->time_idx, &c);
+	int rc = mdb_cursor_open(S->txn, co_store_get_dbs(S->s)->trace_starts, &c);
 	if (rc != 0)
 		return tl_err_from_lmdb(rc);
 	uint8_t seek[8];
-	put_be64(seek, S->to);
+	tl_put_be64(seek, S->to);
 	MDB_val k, v;
 	int ret = 0;
 	rc = seek_before(c, seek, 8, &k, &v);
 	while (rc == 0 && ret == 0) {
 		if (k.mv_size != TIME_IDX_LEN)
 			break;
-		uint64_t ts = get_be64(k.mv_data);
+		uint64_t ts = tl_get_be64(k.mv_data);
 		if (ts < S->from || top_closed(S, ts) || !budget(S))
 			break;
 		if (ts < S->to)
@@ -1431,7 +1413,7 @@ int co_search(co_store *s, const co_search_query *q, tl_arena *arena, co_search_
 		free(S.top);
 		return tl_errf(err, rc, "search: %s", tl_strerror(rc));
 	}
-	reader_init(&S.rd, S.txn, co_store_get_dbs(s));
+	reader_init(&S.rd, s, S.txn);
 	rc = S.from < S.to ? run_search(&S) : 0;
 	reader_fini(&S.rd);
 	co_store_read_end(s, S.txn);
@@ -1639,8 +1621,8 @@ static int collect_span(void *ud, const tl_pb_span *sp, const char *svc, const t
 		D->cap = ncap;
 	}
 	dspan *d = &D->sp[D->n++];
-	d->id = get_be64(sp->span_id.data);
-	d->parent = sp->parent_span_id.len == 8 ? get_be64(sp->parent_span_id.data) : 0;
+	d->id = tl_get_be64(sp->span_id.data);
+	d->parent = sp->parent_span_id.len == 8 ? tl_get_be64(sp->parent_span_id.data) : 0;
 	d->svc = svc;
 	return 0;
 }
@@ -1740,21 +1722,21 @@ int co_index_dependencies(co_store *s, uint64_t from_ns, uint64_t to_ns, size_t 
 	if (rc != 0)
 		return rc;
 	MDB_cursor *c;
-	if ((rc = mdb_cursor_open(txn, co_store_get_dbs(s)->time_idx, &c)) != 0) {
+	if ((rc = mdb_cursor_open(txn, co_store_get_dbs(s)->trace_starts, &c)) != 0) {
 		co_store_read_end(s, txn);
 		return tl_err_from_lmdb(rc);
 	}
 	reader rd;
-	reader_init(&rd, txn, co_store_get_dbs(s));
+	reader_init(&rd, s, txn);
 	deps D = {.out = arena};
 	uint8_t seek[8];
-	put_be64(seek, to);
+	tl_put_be64(seek, to);
 	MDB_val k, v;
 	size_t traces = 0;
 	int ret = 0;
 	rc = seek_before(c, seek, 8, &k, &v);
 	while (rc == 0 && ret == 0) {
-		if (k.mv_size != TIME_IDX_LEN || get_be64(k.mv_data) < from_ns)
+		if (k.mv_size != TIME_IDX_LEN || tl_get_be64(k.mv_data) < from_ns)
 			break;
 		if (traces == max_traces) {
 			*partial = true;

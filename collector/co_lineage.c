@@ -9,6 +9,7 @@
  * same event applied twice writes nothing new.
  */
 #include "co_lineage.h"
+#include "tl_be.h"
 
 #include "co_store.h"
 #include "store.pb-c.h"
@@ -45,23 +46,6 @@ enum { E_INPUT = 1, E_OUTPUT, E_RUN, E_PARENT, E_SERVED, E_DEPLOYED };
 #define ID_CAP (CO_LINEAGE_ID_MAX + 1)
 #define SCRATCH_BLOCK ((size_t)64 << 10)
 #define EDGES_PER_NODE 8 /* edge cap of an answer: this many per node cap */
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const void *vp)
-{
-	const uint8_t *p = vp;
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 static const char *last_char(const char *s, size_t n, char c)
 {
@@ -402,7 +386,7 @@ static int next_nid(wctx *w, unsigned type, uint64_t *out)
 	if (rc != 0)
 		return rc;
 	uint8_t kb[8];
-	put_be64(kb, (uint64_t)(type + 1) << 56);
+	tl_put_be64(kb, (uint64_t)(type + 1) << 56);
 	MDB_val k = {8, kb}, v;
 	rc = mdb_cursor_get(w->nodes, &k, &v, MDB_SET_RANGE);
 	if (rc == 0)
@@ -410,8 +394,8 @@ static int next_nid(wctx *w, unsigned type, uint64_t *out)
 	else if (rc == MDB_NOTFOUND)
 		rc = mdb_cursor_get(w->nodes, &k, &v, MDB_LAST);
 	*out = ((uint64_t)type << 56) | 1;
-	if (rc == 0 && k.mv_size == 8 && NT(get_be64(k.mv_data)) == type)
-		*out = get_be64(k.mv_data) + 1;
+	if (rc == 0 && k.mv_size == 8 && NT(tl_get_be64(k.mv_data)) == type)
+		*out = tl_get_be64(k.mv_data) + 1;
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
@@ -432,11 +416,11 @@ static int node_ensure(wctx *w, unsigned type, const char *id, size_t idlen, uin
 	if (rc == 0) {
 		if (v.mv_size != 16)
 			return MDB_CORRUPTED;
-		*nid = get_be64(v.mv_data);
-		if (t >= get_be64((const uint8_t *)v.mv_data + 8))
+		*nid = tl_get_be64(v.mv_data);
+		if (t >= tl_get_be64((const uint8_t *)v.mv_data + 8))
 			return 0;
-		put_be64(vb, *nid);
-		put_be64(vb + 8, t);
+		tl_put_be64(vb, *nid);
+		tl_put_be64(vb + 8, t);
 		MDB_val nv = {16, vb};
 		return mdb_put(w->txn, w->db->ids, &k, &nv, 0);
 	}
@@ -444,8 +428,8 @@ static int node_ensure(wctx *w, unsigned type, const char *id, size_t idlen, uin
 		return rc;
 	if ((rc = next_nid(w, type, nid)) != 0)
 		return rc;
-	put_be64(vb, *nid);
-	put_be64(vb + 8, t);
+	tl_put_be64(vb, *nid);
+	tl_put_be64(vb + 8, t);
 	MDB_val nv = {16, vb};
 	if ((rc = mdb_put(w->txn, w->db->ids, &k, &nv, 0)) != 0)
 		return rc;
@@ -454,7 +438,7 @@ static int node_ensure(wctx *w, unsigned type, const char *id, size_t idlen, uin
 		r = *rec;
 	r.id = (char *)id;
 	uint8_t kb[8];
-	put_be64(kb, *nid);
+	tl_put_be64(kb, *nid);
 	MDB_val nk = {8, kb};
 	if ((rc = put_packed(w->txn, w->db->nodes, &nk, &r.base)) != 0)
 		return rc;
@@ -467,7 +451,7 @@ static int node_ensure(wctx *w, unsigned type, const char *id, size_t idlen, uin
 static int node_load(wctx *w, uint64_t nid, const char *id, st_node **out)
 {
 	uint8_t kb[8];
-	put_be64(kb, nid);
+	tl_put_be64(kb, nid);
 	MDB_val k = {8, kb}, v;
 	*out = NULL;
 	int rc = mdb_get(w->txn, w->db->nodes, &k, &v);
@@ -487,7 +471,7 @@ static int node_load(wctx *w, uint64_t nid, const char *id, st_node **out)
 static int node_store(wctx *w, uint64_t nid, const st_node *r)
 {
 	uint8_t kb[8];
-	put_be64(kb, nid);
+	tl_put_be64(kb, nid);
 	MDB_val k = {8, kb};
 	return put_packed(w->txn, w->db->nodes, &k, &r->base);
 }
@@ -501,18 +485,18 @@ static int node_store(wctx *w, uint64_t nid, const st_node *r)
 static int half_edge(MDB_cursor *c, uint64_t key, uint8_t type, uint64_t other, uint64_t t, uint64_t group)
 {
 	uint8_t kb[8], vb[EDGE_LEN];
-	put_be64(kb, key);
+	tl_put_be64(kb, key);
 	vb[0] = type;
-	put_be64(vb + 1, other);
+	tl_put_be64(vb + 1, other);
 	memset(vb + 9, 0, EDGE_LEN - 9);
 	MDB_val k = {8, kb}, v = {EDGE_LEN, vb};
 	int rc = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE);
 	if (rc == 0 && v.mv_size == EDGE_LEN && memcmp(v.mv_data, vb, 9) == 0) {
-		uint64_t old_group = get_be64((const uint8_t *)v.mv_data + 17);
-		if (get_be64((const uint8_t *)v.mv_data + 9) <= t && (old_group != 0 || group == 0))
+		uint64_t old_group = tl_get_be64((const uint8_t *)v.mv_data + 17);
+		if (tl_get_be64((const uint8_t *)v.mv_data + 9) <= t && (old_group != 0 || group == 0))
 			return 0;
-		if (get_be64((const uint8_t *)v.mv_data + 9) < t)
-			t = get_be64((const uint8_t *)v.mv_data + 9);
+		if (tl_get_be64((const uint8_t *)v.mv_data + 9) < t)
+			t = tl_get_be64((const uint8_t *)v.mv_data + 9);
 		if (group == 0)
 			group = old_group;
 		if ((rc = mdb_cursor_del(c, 0)) != 0)
@@ -520,8 +504,8 @@ static int half_edge(MDB_cursor *c, uint64_t key, uint8_t type, uint64_t other, 
 	} else if (rc != 0 && rc != MDB_NOTFOUND) {
 		return rc;
 	}
-	put_be64(vb + 9, t);
-	put_be64(vb + 17, group);
+	tl_put_be64(vb + 9, t);
+	tl_put_be64(vb + 17, group);
 	k = (MDB_val){8, kb};
 	v = (MDB_val){EDGE_LEN, vb};
 	rc = mdb_cursor_put(c, &k, &v, MDB_NODUPDATA);
@@ -550,8 +534,8 @@ static int state_put(wctx *w, uint64_t run, uint64_t t, tl_ol_type st)
 	if (rc != 0)
 		return rc;
 	uint8_t kb[8], vb[STATE_LEN];
-	put_be64(kb, run);
-	put_be64(vb, t);
+	tl_put_be64(kb, run);
+	tl_put_be64(vb, t);
 	vb[8] = (uint8_t)st;
 	MDB_val k = {8, kb}, v = {STATE_LEN, vb};
 	rc = mdb_cursor_put(w->states, &k, &v, MDB_NODUPDATA);
@@ -565,11 +549,11 @@ static int facet_put(wctx *w, uint64_t nid, const char *name, json_t *val, uint6
 	if (nl == 0 || nl > CO_LINEAGE_FACET_NAME_MAX)
 		return 0;
 	uint8_t kb[8 + CO_LINEAGE_FACET_NAME_MAX];
-	put_be64(kb, nid);
+	tl_put_be64(kb, nid);
 	memcpy(kb + 8, name, nl);
 	MDB_val k = {8 + nl, kb}, v;
 	int rc = mdb_get(w->txn, w->db->facets, &k, &v);
-	if (rc == 0 && v.mv_size >= 8 && get_be64(v.mv_data) > t)
+	if (rc == 0 && v.mv_size >= 8 && tl_get_be64(v.mv_data) > t)
 		return 0;
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return rc;
@@ -584,7 +568,7 @@ static int facet_put(wctx *w, uint64_t nid, const char *name, json_t *val, uint6
 	MDB_val nv = {8 + jl, NULL};
 	rc = mdb_put(w->txn, w->db->facets, &k, &nv, MDB_RESERVE);
 	if (rc == 0) {
-		put_be64(nv.mv_data, t);
+		tl_put_be64(nv.mv_data, t);
 		memcpy((uint8_t *)nv.mv_data + 8, js, jl);
 	}
 	free(js);
@@ -787,7 +771,7 @@ static int run_io_ids(wctx *w, uint64_t run, bool up, const char ***out, size_t 
 	if (rc != 0)
 		return rc;
 	uint8_t kb[8];
-	put_be64(kb, run);
+	tl_put_be64(kb, run);
 	MDB_val k = {8, kb}, v;
 	size_t cap = 0;
 	for (rc = mdb_cursor_get(*cp, &k, &v, MDB_SET_KEY); rc == 0; rc = mdb_cursor_get(*cp, &k, &v, MDB_NEXT_DUP)) {
@@ -796,7 +780,7 @@ static int run_io_ids(wctx *w, uint64_t run, bool up, const char ***out, size_t 
 		uint8_t type = *(const uint8_t *)v.mv_data;
 		if (type != (up ? E_INPUT : E_OUTPUT))
 			continue;
-		uint64_t other = get_be64((const uint8_t *)v.mv_data + 1);
+		uint64_t other = tl_get_be64((const uint8_t *)v.mv_data + 1);
 		st_node *rec;
 		if ((rc = node_load(w, other, "", &rec)) != 0)
 			return rc;
@@ -1143,8 +1127,8 @@ static int span_run(wctx *w, const tl_pb_span *sp, const span_lin *l, const uint
 static int model_pred_put(wctx *w, uint64_t model, uint64_t t, const idkey *pk, bool del)
 {
 	uint8_t kb[8], vb[8 + KEY_MAX];
-	put_be64(kb, model);
-	put_be64(vb, t);
+	tl_put_be64(kb, model);
+	tl_put_be64(vb, t);
 	memcpy(vb + 8, pk->b, pk->len);
 	MDB_val k = {8, kb}, v = {8 + pk->len, vb};
 	int rc = del ? mdb_del(w->txn, w->db->model_preds, &k, &v)
@@ -1432,7 +1416,7 @@ static void set_err(graph *g, int rc)
 static int read_node(graph *g, uint64_t nid, st_node **out)
 {
 	uint8_t kb[8];
-	put_be64(kb, nid);
+	tl_put_be64(kb, nid);
 	MDB_val k = {8, kb}, v;
 	int rc = mdb_get(g->txn, g->db->nodes, &k, &v);
 	if (rc != 0)
@@ -1586,7 +1570,7 @@ static int edges_each(graph *g, uint64_t nid, bool up, edge_fn fn, void *ud)
 	if (rc != 0)
 		return tl_err_from_lmdb(rc);
 	uint8_t kb[8];
-	put_be64(kb, nid);
+	tl_put_be64(kb, nid);
 	MDB_val k = {8, kb}, v;
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
 	if (rc == 0)
@@ -1599,9 +1583,9 @@ static int edges_each(graph *g, uint64_t nid, bool up, edge_fn fn, void *ud)
 		}
 		const uint8_t *p = v.mv_data;
 		for (size_t i = 0; i < v.mv_size / EDGE_LEN && go; i++, p += EDGE_LEN) {
-			uint64_t t = get_be64(p + 9);
+			uint64_t t = tl_get_be64(p + 9);
 			if (t <= g->at)
-				go = fn(g, ud, p[0], get_be64(p + 1), t, get_be64(p + 17));
+				go = fn(g, ud, p[0], tl_get_be64(p + 1), t, tl_get_be64(p + 17));
 		}
 		if (go)
 			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT_MULTIPLE);
@@ -1719,10 +1703,10 @@ static int walk_preds(graph *g, step *st, uint64_t model)
 	if (rc != 0)
 		return tl_err_from_lmdb(rc);
 	uint8_t kb[8];
-	put_be64(kb, model);
+	tl_put_be64(kb, model);
 	MDB_val k = {8, kb}, v;
 	uint8_t tb[8];
-	put_be64(tb, g->at != UINT64_MAX ? g->at + 1 : UINT64_MAX);
+	tl_put_be64(tb, g->at != UINT64_MAX ? g->at + 1 : UINT64_MAX);
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
 	if (rc == 0) {
 		/* Values are time || id: position after the last one made by g->at. */
@@ -1735,7 +1719,7 @@ static int walk_preds(graph *g, step *st, uint64_t model)
 			rc = MDB_CORRUPTED;
 			break;
 		}
-		if (get_be64(v.mv_data) > g->at) {
+		if (tl_get_be64(v.mv_data) > g->at) {
 			rc = mdb_cursor_get(c, &k, &v, MDB_PREV_DUP);
 			continue;
 		}
@@ -1808,7 +1792,7 @@ static int run_info_get(graph *g, uint64_t run, run_info *ri)
 	if (rc != 0)
 		return tl_err_from_lmdb(rc);
 	uint8_t kb[8];
-	put_be64(kb, run);
+	tl_put_be64(kb, run);
 	MDB_val k = {8, kb}, v;
 	uint64_t first = 0, start = 0;
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
@@ -1822,7 +1806,7 @@ static int run_info_get(graph *g, uint64_t run, run_info *ri)
 		}
 		const uint8_t *p = v.mv_data;
 		for (size_t i = 0; i < v.mv_size / STATE_LEN; i++, p += STATE_LEN) {
-			uint64_t t = get_be64(p);
+			uint64_t t = tl_get_be64(p);
 			if (t > g->at) {
 				done = true;
 				break;
@@ -1915,7 +1899,7 @@ static json_t *facets_json(graph *g, uint64_t nid)
 	if (mdb_cursor_open(g->txn, g->db->facets, &c) != 0)
 		return json_null();
 	uint8_t kb[8];
-	put_be64(kb, nid);
+	tl_put_be64(kb, nid);
 	MDB_val k = {8, kb}, v;
 	json_t *obj = NULL;
 	int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
@@ -1944,7 +1928,7 @@ static json_t *facet_get(graph *g, uint64_t nid, const char *name)
 {
 	size_t nl = strlen(name);
 	uint8_t kb[8 + CO_LINEAGE_FACET_NAME_MAX];
-	put_be64(kb, nid);
+	tl_put_be64(kb, nid);
 	memcpy(kb + 8, name, nl);
 	MDB_val k = {8 + nl, kb}, v;
 	if (mdb_get(g->txn, g->db->facets, &k, &v) != 0 || v.mv_size < 8)
@@ -1983,11 +1967,11 @@ static bool version_known(graph *g, uint64_t run, uint64_t jv)
 	if (mdb_cursor_open(g->txn, g->db->up, &c) != 0)
 		return false;
 	uint8_t kb[8], vb[EDGE_LEN] = {E_RUN | E_VER};
-	put_be64(kb, run);
-	put_be64(vb + 1, jv);
+	tl_put_be64(kb, run);
+	tl_put_be64(vb + 1, jv);
 	MDB_val k = {8, kb}, v = {EDGE_LEN, vb};
 	bool known = mdb_cursor_get(c, &k, &v, MDB_GET_BOTH_RANGE) == 0 && v.mv_size == EDGE_LEN &&
-	             memcmp(v.mv_data, vb, 9) == 0 && get_be64((const uint8_t *)v.mv_data + 9) <= g->at;
+	             memcmp(v.mv_data, vb, 9) == 0 && tl_get_be64((const uint8_t *)v.mv_data + 9) <= g->at;
 	mdb_cursor_close(c);
 	return known;
 }
@@ -2138,8 +2122,8 @@ static int lookup(graph *g, const char *id, size_t len, uint64_t *nid, uint64_t 
 		return tl_err_from_lmdb(rc);
 	if (v.mv_size != 16)
 		return TL_ECORRUPT;
-	*nid = get_be64(v.mv_data);
-	*first = get_be64((const uint8_t *)v.mv_data + 8);
+	*nid = tl_get_be64(v.mv_data);
+	*first = tl_get_be64((const uint8_t *)v.mv_data + 8);
 	return 0;
 }
 

@@ -16,6 +16,7 @@
  * outside the window are never decoded.
  */
 #include "co_stats.h"
+#include "tl_be.h"
 
 #include "co_analyze.h"
 #include "co_index.h"
@@ -142,17 +143,6 @@ static void cell_add(cell *c, uint64_t d, unsigned b, bool error)
 	cell_touch(c, b);
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
 /* Reads a varint at *p (below end). Returns false when truncated or longer than 64 bits. */
 static bool get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
@@ -177,19 +167,19 @@ static size_t cell_encode(const cell *c, uint8_t *buf)
 	for (unsigned b = c->lo; b <= c->hi; b++)
 		nb += c->h[b] != 0;
 	buf[n++] = CELL_VERSION;
-	n += put_varint(buf + n, c->count);
-	n += put_varint(buf + n, c->errors);
-	n += put_varint(buf + n, c->sum);
-	n += put_varint(buf + n, c->min);
-	n += put_varint(buf + n, c->max);
-	n += put_varint(buf + n, nb);
+	n += tl_put_varint(buf + n, c->count);
+	n += tl_put_varint(buf + n, c->errors);
+	n += tl_put_varint(buf + n, c->sum);
+	n += tl_put_varint(buf + n, c->min);
+	n += tl_put_varint(buf + n, c->max);
+	n += tl_put_varint(buf + n, nb);
 	unsigned prev = 0;
 	bool first = true;
 	for (unsigned b = c->lo; b <= c->hi; b++) {
 		if (c->h[b] == 0)
 			continue;
-		n += put_varint(buf + n, first ? b : b - prev);
-		n += put_varint(buf + n, c->h[b]);
+		n += tl_put_varint(buf + n, first ? b : b - prev);
+		n += tl_put_varint(buf + n, c->h[b]);
 		prev = b;
 		first = false;
 	}
@@ -281,30 +271,11 @@ static size_t name_cut(const char *s, size_t len)
 	return n;
 }
 
-static void put_be16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Writes lp(s) (cut) at p. Returns its length. */
 static size_t lp_put(uint8_t *p, const char *s, size_t len)
 {
 	len = name_cut(s, len);
-	put_be16(p, (uint16_t)len);
+	tl_put_be16(p, (uint16_t)len);
 	if (len)
 		memcpy(p + 2, s, len);
 	return 2 + len;
@@ -347,7 +318,7 @@ static bool key_parse(const MDB_val *k, pkey *out)
 	out->op = p + 4 + ls;
 	out->op_len = lo;
 	out->prefix_len = 4 + ls + lo;
-	out->minute = get_be32(p + out->prefix_len);
+	out->minute = tl_get_be32(p + out->prefix_len);
 	return true;
 }
 
@@ -456,7 +427,7 @@ int co_stats_put_batch(co_stats_db *db, MDB_txn *txn, tl_arena *scratch, const c
 		if (last_cell == UINT32_MAX || svc != last_svc || op != last_op || minute != last_min) {
 			uint8_t k[KEY_MAX];
 			size_t kl = key_prefix(k, svc, strlen(svc), op, strlen(op));
-			put_be32(k + kl, minute);
+			tl_put_be32(k + kl, minute);
 			kl += 4;
 			uint64_t h = hash_bytes(db->hkey, k, kl);
 			size_t sl = (size_t)h & (cap - 1);
@@ -668,7 +639,7 @@ static int scan_rows(co_store *s, const char *svc, const window *w, tl_arena *wo
 			/* Before the window: seek its first minute; after it: past the pair's last cell. */
 			bool before = pk.minute < w->from_min;
 			memcpy(kb, cur_prefix, pk.prefix_len);
-			put_be32(kb + pk.prefix_len, before ? w->from_min : UINT32_MAX);
+			tl_put_be32(kb + pk.prefix_len, before ? w->from_min : UINT32_MAX);
 			k = (MDB_val){pk.prefix_len + 4, kb};
 			rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 			if (!before && rc == 0 && k.mv_size == pk.prefix_len + 4 &&

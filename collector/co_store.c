@@ -3,10 +3,15 @@
  * The LMDB span store. A batch is regrouped by trace in memory (one hash
  * table and one counting sort, all in a reused scratch arena), then each
  * trace costs one MDB_APPEND of its chunk, packed straight into LMDB's page
- * with MDB_RESERVE (the spans are encoded exactly once), and a few small
- * random puts: trace index, summary, time index. The schema is in co_store.h.
+ * with MDB_RESERVE (the spans are encoded exactly once), and small puts
+ * that land near the end of their trees: a trace is filed under its home,
+ * the id of its first chunk, so its chunk list and summary are written where
+ * the newest traces are. Only the first chunk of a trace writes at a random
+ * place (trace id -> home); every later one only reads it. The schema is in
+ * co_store.h.
  */
 #include "co_store.h"
+#include "tl_be.h"
 
 #include "co_index.h"
 #include "co_lineage.h"
@@ -32,15 +37,34 @@ typedef Threadline__Store__V1__RawRecord st_raw;
 #define DEFAULT_MAP_MAX ((size_t)1 << 40)
 #define MAP_ALIGN ((size_t)64 << 10)
 #define SCRATCH_BLOCK ((size_t)1 << 20)
-#define TRACE_KEY_LEN (16 + 8)
+#define CHUNKS_KEY_LEN (8 + 8)
 #define TIME_KEY_LEN (8 + 16)
 #define DEDUPE_KEY_LEN (CO_AGENT_ID_LEN + 8)
 
 static const char META_VERSION_KEY[] = "schema_version";
+static const char META_HOME_MARK_KEY[] = "home_mark";
+
+#define HOME_FLUSH_AT 65536                   /* traces first seen between two flushes of trace_home */
+#define HOME_FLUSH_CHUNKS ((uint64_t)1 << 22) /* at most this many chunks to re-read after a crash */
+#define HOME_GEN_CAP (2 * HOME_FLUSH_AT)
+
+/* An open-addressing table of trace id -> home; id all zero marks a free slot
+ * (a zero trace id is invalid in OTLP and never stored). */
+typedef struct hment {
+	uint8_t id[16];
+	uint64_t home;
+} hment;
+
+typedef struct homegen {
+	hment *e;
+	size_t cap, n;      /* cap: a power of two, at least 2 * n */
+	uint64_t flush_txn; /* retired: the transaction that wrote it into trace_home */
+	struct homegen *next;
+} homegen;
 
 struct co_store {
 	MDB_env *env;
-	MDB_dbi meta, spans, trace_idx, traces, time_idx, resources, dedupe, lineage_raw;
+	MDB_dbi meta, spans, trace_home, trace_chunks, trace_sums, trace_starts, resources, dedupe, lineage_raw;
 	co_lineage_db lin; /* the lineage graph's databases */
 	co_index_db *ix;   /* the search indexes */
 	co_stats_db *st;   /* per-minute latency histograms */
@@ -50,40 +74,302 @@ struct co_store {
 	pthread_mutex_t map_mu;
 	size_t map_size, map_max;
 	uint64_t next_chunk, next_lineage; /* next append keys; owned by the committing thread */
+	/* Homes of traces first seen since the last flush (see "deferred homes"). */
+	pthread_mutex_t hm_mu;
+	homegen *pend;      /* live: the committing thread inserts, readers look up under hm_mu */
+	homegen *retired;   /* flushed, kept while a reader's snapshot may predate the flush */
+	uint64_t home_mark; /* every trace first seen in a chunk below this is in trace_home */
+	uint64_t *rd_ids;   /* snapshot txn ids of the open read transactions (a multiset) */
+	size_t n_rd, cap_rd;
+	size_t flush_at; /* flush when pend holds this many traces */
 	int stale_readers;
 	tl_arena scratch; /* committing thread only; reset per batch */
 };
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
 
 static size_t align_up(size_t v, size_t a)
 {
 	return (v + a - 1) / a * a;
 }
 
+/* ---- deferred homes ----
+ *
+ * A trace's first chunk is its home: trace id -> chunk id. Written one by
+ * one, these would be the only puts of a commit at random places in a big
+ * tree, and in LMDB each such put copies a leaf and its branches (about
+ * 20 KB written per put into a 300,000-entry tree, measured). So the homes
+ * of new traces are gathered in memory, where the committing thread and the
+ * readers find them, and written into trace_home in one sorted pass per
+ * HOME_FLUSH_AT new traces, inside a commit, together with home_mark in
+ * meta. After a crash the unflushed homes are found again by reading the
+ * chunks from home_mark on: the first chunk of a trace that trace_home does
+ * not know is its home, exactly as when it was stored. A flushed generation
+ * stays in memory until no read transaction that began before the flush is
+ * open, so a reader finds every home in its snapshot or in memory.
+ */
+
+static uint64_t id_hash(const uint8_t *id)
+{
+	return (tl_get_be64(id) ^ tl_get_be64(id + 8)) * UINT64_C(0x9E3779B97F4A7C15);
+}
+
+static bool id_free(const uint8_t *id)
+{
+	static const uint8_t zero[16];
+	return memcmp(id, zero, 16) == 0;
+}
+
+static homegen *gen_new(size_t cap)
+{
+	homegen *g = calloc(1, sizeof(*g));
+	if (g != NULL && (g->e = calloc(cap, sizeof(*g->e))) == NULL) {
+		free(g);
+		return NULL;
+	}
+	if (g != NULL)
+		g->cap = cap;
+	return g;
+}
+
+static void gen_free(homegen *g)
+{
+	if (g != NULL)
+		free(g->e);
+	free(g);
+}
+
+static const hment *gen_find(const homegen *g, const uint8_t *id)
+{
+	for (size_t i = (size_t)(id_hash(id) >> 20) & (g->cap - 1);; i = (i + 1) & (g->cap - 1)) {
+		if (id_free(g->e[i].id))
+			return NULL;
+		if (memcmp(g->e[i].id, id, 16) == 0)
+			return &g->e[i];
+	}
+}
+
+static void gen_insert(hment *e, size_t cap, const uint8_t *id, uint64_t home)
+{
+	size_t i = (size_t)(id_hash(id) >> 20) & (cap - 1);
+	while (!id_free(e[i].id))
+		i = (i + 1) & (cap - 1);
+	memcpy(e[i].id, id, 16);
+	e[i].home = home;
+}
+
+/* Rehashes into cap slots, keeping only homes below `below`. Returns 0 or ENOMEM. */
+static int gen_rebuild(homegen *g, size_t cap, uint64_t below)
+{
+	hment *e = calloc(cap, sizeof(*e));
+	if (e == NULL)
+		return ENOMEM;
+	size_t n = 0;
+	for (size_t i = 0; i < g->cap; i++)
+		if (!id_free(g->e[i].id) && g->e[i].home < below) {
+			gen_insert(e, cap, g->e[i].id, g->e[i].home);
+			n++;
+		}
+	free(g->e);
+	g->e = e;
+	g->cap = cap;
+	g->n = n;
+	return 0;
+}
+
+/* Adds a home to the live generation (committing thread). Returns 0 or ENOMEM. */
+static int home_add(co_store *s, const uint8_t *id, uint64_t home)
+{
+	homegen *g = s->pend;
+	int rc = 0;
+	pthread_mutex_lock(&s->hm_mu);
+	if (2 * (g->n + 1) > g->cap)
+		rc = gen_rebuild(g, 2 * g->cap, UINT64_MAX);
+	if (rc == 0) {
+		gen_insert(g->e, g->cap, id, home);
+		g->n++;
+	}
+	pthread_mutex_unlock(&s->hm_mu);
+	return rc;
+}
+
+/* Forgets the homes an aborted transaction added (those at or after chunk0). */
+static void home_rollback(co_store *s, uint64_t chunk0)
+{
+	pthread_mutex_lock(&s->hm_mu);
+	if (gen_rebuild(s->pend, s->pend->cap, chunk0) != 0) {
+		/* No memory for a new table: mark them in place; no reader takes a mark for a home. */
+		for (size_t i = 0; i < s->pend->cap; i++)
+			if (!id_free(s->pend->e[i].id) && s->pend->e[i].home >= chunk0)
+				s->pend->e[i].home = UINT64_MAX; /* tombstone: never a real chunk id */
+	}
+	pthread_mutex_unlock(&s->hm_mu);
+}
+
+/* Frees the flushed generations no open reader can still need. Under hm_mu. */
+static void release_retired(co_store *s)
+{
+	uint64_t oldest = UINT64_MAX;
+	for (size_t i = 0; i < s->n_rd; i++)
+		if (s->rd_ids[i] < oldest)
+			oldest = s->rd_ids[i];
+	homegen **pp = &s->retired;
+	while (*pp != NULL) {
+		homegen *g = *pp;
+		if (g->flush_txn <= oldest) {
+			*pp = g->next;
+			gen_free(g);
+		} else {
+			pp = &g->next;
+		}
+	}
+}
+
+/*
+ * The home of a trace for a reader inside txn (a snapshot registered by
+ * begin_read): trace_home, else the generations in memory. Returns an LMDB
+ * code (MDB_NOTFOUND for an unknown trace).
+ */
+static int home_of(co_store *s, MDB_txn *txn, const uint8_t *id, uint8_t homeb[8])
+{
+	MDB_val k = {16, (void *)id}, v;
+	int rc = mdb_get(txn, s->trace_home, &k, &v);
+	if (rc == 0) {
+		if (v.mv_size != 8)
+			return MDB_CORRUPTED;
+		memcpy(homeb, v.mv_data, 8);
+		return 0;
+	}
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	pthread_mutex_lock(&s->hm_mu);
+	const hment *e = gen_find(s->pend, id);
+	for (const homegen *g = s->retired; e == NULL && g != NULL; g = g->next)
+		e = gen_find(g, id);
+	if (e != NULL && e->home != UINT64_MAX)
+		tl_put_be64(homeb, e->home);
+	else
+		e = NULL;
+	pthread_mutex_unlock(&s->hm_mu);
+	return e != NULL ? 0 : MDB_NOTFOUND;
+}
+
+static int cmp_hment(const void *a, const void *b)
+{
+	return memcmp(((const hment *)a)->id, ((const hment *)b)->id, 16);
+}
+
+/* Writes the live generation into trace_home in id order, and home_mark = mark. Returns an LMDB code. */
+static int flush_homes(co_store *s, MDB_txn *txn, uint64_t mark)
+{
+	homegen *g = s->pend;
+	hment *v = tl_arena_alloc(&s->scratch, (g->n ? g->n : 1) * sizeof(*v));
+	if (v == NULL)
+		return ENOMEM;
+	size_t n = 0;
+	for (size_t i = 0; i < g->cap; i++)
+		if (!id_free(g->e[i].id) && g->e[i].home != UINT64_MAX)
+			v[n++] = g->e[i];
+	qsort(v, n, sizeof(*v), cmp_hment);
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, s->trace_home, &c);
+	if (rc != 0)
+		return rc;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		uint8_t hb[8];
+		tl_put_be64(hb, v[i].home);
+		MDB_val k = {16, v[i].id}, hv = {8, hb};
+		rc = mdb_cursor_put(c, &k, &hv, 0);
+	}
+	mdb_cursor_close(c);
+	if (rc != 0)
+		return rc;
+	uint8_t mb[8];
+	tl_put_be64(mb, mark);
+	MDB_val mk = {sizeof(META_HOME_MARK_KEY) - 1, (void *)META_HOME_MARK_KEY}, mv = {8, mb};
+	return mdb_put(txn, s->meta, &mk, &mv, 0);
+}
+
+/* After the commit of a flush: the live generation retires, a fresh one takes its place. */
+static void homes_flushed(co_store *s, homegen *fresh, uint64_t flush_txn, uint64_t mark)
+{
+	pthread_mutex_lock(&s->hm_mu);
+	homegen *g = s->pend;
+	g->flush_txn = flush_txn;
+	g->next = s->retired;
+	s->retired = g;
+	s->pend = fresh;
+	s->home_mark = mark;
+	release_retired(s);
+	pthread_mutex_unlock(&s->hm_mu);
+}
+
+/* At open: the homes of traces first seen in chunks from home_mark on. Returns an LMDB code. */
+static int recover_homes(co_store *s)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	MDB_val mk = {sizeof(META_HOME_MARK_KEY) - 1, (void *)META_HOME_MARK_KEY}, mv;
+	rc = mdb_get(txn, s->meta, &mk, &mv);
+	s->home_mark = rc == 0 && mv.mv_size == 8 ? tl_get_be64(mv.mv_data) : 0;
+	MDB_cursor *c;
+	if ((rc = mdb_cursor_open(txn, s->spans, &c)) != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	uint8_t kb[8];
+	tl_put_be64(kb, s->home_mark);
+	MDB_val k = {8, kb}, v;
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	while (rc == 0) {
+		tl_arena_reset(&s->scratch);
+		st_chunk *ch =
+		        threadline__store__v1__chunk__unpack(tl_arena_allocator(&s->scratch), v.mv_size, v.mv_data);
+		if (ch != NULL && ch->trace_id.len == 16 && k.mv_size == 8 && !id_free(ch->trace_id.data)) {
+			MDB_val hk = {16, ch->trace_id.data}, hv;
+			int grc = mdb_get(txn, s->trace_home, &hk, &hv);
+			if (grc == MDB_NOTFOUND && gen_find(s->pend, ch->trace_id.data) == NULL)
+				grc = home_add(s, ch->trace_id.data, tl_get_be64(k.mv_data));
+			if (grc != 0 && grc != MDB_NOTFOUND) {
+				rc = grc;
+				break;
+			}
+		}
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	tl_arena_reset(&s->scratch);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Registers a read transaction's snapshot so the generations it may need stay. Under hm_mu. */
+static int rd_add(co_store *s, uint64_t id)
+{
+	if (s->n_rd == s->cap_rd) {
+		size_t ncap = s->cap_rd ? 2 * s->cap_rd : 16;
+		uint64_t *n = realloc(s->rd_ids, ncap * sizeof(*n));
+		if (n == NULL)
+			return ENOMEM;
+		s->rd_ids = n;
+		s->cap_rd = ncap;
+	}
+	s->rd_ids[s->n_rd++] = id;
+	return 0;
+}
+
+static void rd_remove(co_store *s, uint64_t id)
+{
+	for (size_t i = 0; i < s->n_rd; i++)
+		if (s->rd_ids[i] == id) {
+			s->rd_ids[i] = s->rd_ids[--s->n_rd];
+			break;
+		}
+}
+
 /* ---- open / close ---- */
+
+static int migrate_v1(co_store *s, MDB_txn *txn);
 
 static int open_dbis(co_store *s, const co_store_opts *o, tl_errmsg *err)
 {
@@ -95,10 +381,15 @@ static int open_dbis(co_store *s, const co_store_opts *o, tl_errmsg *err)
 		const char *name;
 		MDB_dbi *dbi;
 	} dbs[] = {
-	        {"meta", &s->meta},           {"spans", &s->spans},
-	        {"trace_idx", &s->trace_idx}, {"traces", &s->traces},
-	        {"time_idx", &s->time_idx},   {"resources", &s->resources},
-	        {"dedupe", &s->dedupe},       {"lineage_raw", &s->lineage_raw},
+	        {"meta", &s->meta},
+	        {"spans", &s->spans},
+	        {"trace_home", &s->trace_home},
+	        {"trace_chunks", &s->trace_chunks},
+	        {"trace_sums", &s->trace_sums},
+	        {"trace_starts", &s->trace_starts},
+	        {"resources", &s->resources},
+	        {"dedupe", &s->dedupe},
+	        {"lineage_raw", &s->lineage_raw},
 	};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
@@ -120,21 +411,31 @@ static int open_dbis(co_store *s, const co_store_opts *o, tl_errmsg *err)
 		mdb_txn_abort(txn);
 		return rc;
 	}
-	s->dbs = (co_store_dbs){s->spans, s->trace_idx, s->traces, s->time_idx, s->resources};
+	s->dbs = (co_store_dbs){s->spans, s->trace_home, s->trace_chunks, s->trace_sums, s->trace_starts, s->resources};
 	MDB_val k = {sizeof(META_VERSION_KEY) - 1, (void *)META_VERSION_KEY}, v;
 	rc = mdb_get(txn, s->meta, &k, &v);
 	if (rc == 0) {
 		const uint8_t *p = v.mv_data;
 		uint32_t ver =
 		        v.mv_size == 4 ? ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]) : 0;
-		if (ver != CO_STORE_SCHEMA_VERSION) {
+		if (ver == 1) {
+			rc = migrate_v1(s, txn);
+			if (rc != 0) {
+				mdb_txn_abort(txn);
+				return tl_errf(err, rc < 0 ? rc : tl_err_from_lmdb(rc),
+				               "store schema 1: rebuilding the trace tables: %s",
+				               rc < 0 ? tl_strerror(rc) : mdb_strerror(rc));
+			}
+			rc = MDB_NOTFOUND; /* write the new version below */
+		} else if (ver != CO_STORE_SCHEMA_VERSION) {
 			mdb_txn_abort(txn);
 			return tl_errf(err, TL_EUNSUPPORTED, "store schema version %u is not %d", ver,
 			               CO_STORE_SCHEMA_VERSION);
 		}
-	} else if (rc == MDB_NOTFOUND) {
+	}
+	if (rc == MDB_NOTFOUND) {
 		uint8_t buf[4];
-		put_be32(buf, CO_STORE_SCHEMA_VERSION);
+		tl_put_be32(buf, CO_STORE_SCHEMA_VERSION);
 		v.mv_size = 4;
 		v.mv_data = buf;
 		rc = mdb_put(txn, s->meta, &k, &v, 0);
@@ -154,7 +455,7 @@ static int open_dbis(co_store *s, const co_store_opts *o, tl_errmsg *err)
 			MDB_val ck, cv;
 			rc = mdb_cursor_get(c, &ck, &cv, MDB_LAST);
 			if (rc == 0 && ck.mv_size == 8)
-				*next[i] = get_be64(ck.mv_data) + 1;
+				*next[i] = tl_get_be64(ck.mv_data) + 1;
 			if (rc == MDB_NOTFOUND)
 				rc = 0;
 			mdb_cursor_close(c);
@@ -187,6 +488,12 @@ int co_store_open(const co_store_opts *o, co_store **out, tl_errmsg *err)
 	pthread_rwlock_init(&s->resize, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&s->map_mu, NULL);
+	pthread_mutex_init(&s->hm_mu, NULL);
+	s->flush_at = o->home_flush_at != 0 && o->home_flush_at < HOME_FLUSH_AT ? o->home_flush_at : HOME_FLUSH_AT;
+	if ((s->pend = gen_new(HOME_GEN_CAP)) == NULL) {
+		co_store_close(s);
+		return tl_errf(err, -ENOMEM, "out of memory");
+	}
 	tl_arena_init(&s->scratch, SCRATCH_BLOCK, 0);
 	tl_arena_set_retain(&s->scratch, 16 * SCRATCH_BLOCK);
 	s->map_size = align_up(o->map_size != 0 ? o->map_size : DEFAULT_MAP, MAP_ALIGN);
@@ -226,6 +533,13 @@ int co_store_open(const co_store_opts *o, co_store **out, tl_errmsg *err)
 		co_store_close(s);
 		return rc;
 	}
+	if ((rc = recover_homes(s)) != 0) {
+		tl_errf(err, rc == ENOMEM ? -ENOMEM : tl_err_from_lmdb(rc), "lmdb: reading recent chunks: %s",
+		        mdb_strerror(rc));
+		rc = rc == ENOMEM ? -ENOMEM : tl_err_from_lmdb(rc);
+		co_store_close(s);
+		return rc;
+	}
 	*out = s;
 	return 0;
 }
@@ -242,6 +556,14 @@ void co_store_close(co_store *s)
 	co_stats_db_free(s->st);
 	pthread_rwlock_destroy(&s->resize);
 	pthread_mutex_destroy(&s->map_mu);
+	pthread_mutex_destroy(&s->hm_mu);
+	gen_free(s->pend);
+	while (s->retired != NULL) {
+		homegen *g = s->retired;
+		s->retired = g->next;
+		gen_free(g);
+	}
+	free(s->rd_ids);
 	free(s);
 }
 
@@ -305,7 +627,12 @@ static int begin_read(co_store *s, MDB_txn **txn)
 {
 	for (;;) {
 		pthread_rwlock_rdlock(&s->resize);
+		/* Begun and registered under hm_mu: no generation this snapshot needs is freed in between. */
+		pthread_mutex_lock(&s->hm_mu);
 		int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+		if (rc == 0 && (rc = rd_add(s, mdb_txn_id(*txn))) != 0)
+			mdb_txn_abort(*txn);
+		pthread_mutex_unlock(&s->hm_mu);
 		if (rc == 0)
 			return 0;
 		pthread_rwlock_unlock(&s->resize);
@@ -318,6 +645,10 @@ static int begin_read(co_store *s, MDB_txn **txn)
 
 static void end_read(co_store *s, MDB_txn *txn)
 {
+	pthread_mutex_lock(&s->hm_mu);
+	rd_remove(s, mdb_txn_id(txn));
+	release_retired(s);
+	pthread_mutex_unlock(&s->hm_mu);
 	mdb_txn_abort(txn);
 	pthread_rwlock_unlock(&s->resize);
 }
@@ -437,22 +768,80 @@ static int put_packed(MDB_txn *txn, MDB_dbi dbi, MDB_val *k, const ProtobufCMess
 	return 0;
 }
 
-static int update_summary(co_store *s, MDB_txn *txn, const tacc *t)
+/* The trace's start in trace_starts: start || trace id -> home. */
+static int put_start(co_store *s, MDB_txn *txn, uint64_t start, const uint8_t *id, const uint8_t *homeb, bool del)
 {
-	MDB_val k = {16, (void *)t->id}, v;
+	uint8_t tk[TIME_KEY_LEN];
+	tl_put_be64(tk, start);
+	memcpy(tk + 8, id, 16);
+	MDB_val k = {TIME_KEY_LEN, tk}, v = {8, (void *)homeb};
+	int rc = del ? mdb_del(txn, s->trace_starts, &k, NULL) : mdb_put(txn, s->trace_starts, &k, &v, 0);
+	return rc == MDB_NOTFOUND && del ? 0 : rc;
+}
+
+/*
+ * Files chunk `id` of trace t: its home (the trace's first chunk), its entry
+ * in the trace's chunk list, the summary and the start. A new trace's home is
+ * this chunk, the newest key of trace_chunks and trace_sums, so both are
+ * appends; a known trace's entries sit near the end, with the traces that are
+ * still arriving. Returns an LMDB code.
+ */
+static int file_chunk(co_store *s, MDB_txn *txn, const tacc *t, uint64_t id)
+{
+	uint8_t homeb[8];
+	MDB_val hk = {16, (void *)t->id}, hv;
+	int rc = mdb_get(txn, s->trace_home, &hk, &hv);
+	bool fresh = false;
+	if (rc == 0) {
+		if (hv.mv_size != 8)
+			return MDB_CORRUPTED;
+		memcpy(homeb, hv.mv_data, 8);
+	} else if (rc != MDB_NOTFOUND) {
+		return rc;
+	} else if (id_free(t->id)) {
+		/* An all-zero id (invalid in OTLP, but not refused upstream) cannot live in the
+		 * in-memory table, whose free slots are zero: its home goes straight to trace_home. */
+		fresh = true;
+		tl_put_be64(homeb, id);
+		hv = (MDB_val){8, homeb};
+		if ((rc = mdb_put(txn, s->trace_home, &hk, &hv, 0)) != 0)
+			return rc;
+	} else {
+		/* Not flushed yet: the live generation has it, or this chunk is its home. */
+		hment *e = (hment *)gen_find(s->pend, t->id);
+		fresh = e == NULL || e->home == UINT64_MAX;
+		if (!fresh) {
+			tl_put_be64(homeb, e->home);
+		} else if (e != NULL) { /* a rolled-back entry's slot */
+			pthread_mutex_lock(&s->hm_mu);
+			e->home = id;
+			pthread_mutex_unlock(&s->hm_mu);
+		} else if ((rc = home_add(s, t->id, id)) != 0) {
+			return rc;
+		}
+		if (fresh)
+			tl_put_be64(homeb, id);
+	}
+	uint8_t ck[CHUNKS_KEY_LEN];
+	memcpy(ck, homeb, 8);
+	tl_put_be64(ck + 8, id);
+	MDB_val ckv = {CHUNKS_KEY_LEN, ck}, empty = {0, NULL};
+	if ((rc = mdb_put(txn, s->trace_chunks, &ckv, &empty, fresh ? MDB_APPEND : 0)) != 0)
+		return rc;
+
+	MDB_val sk = {8, homeb}, sv;
 	st_summary sum = THREADLINE__STORE__V1__TRACE_SUMMARY__INIT;
 	st_summary *old = NULL;
-	int rc = mdb_get(txn, s->traces, &k, &v);
-	if (rc == 0)
-		/* An undecodable summary is rebuilt from what this batch brings rather than
-		 * blocking every later batch of the trace. */
-		old = threadline__store__v1__trace_summary__unpack(tl_arena_allocator(&s->scratch), v.mv_size,
-		                                                   v.mv_data);
-	else if (rc != MDB_NOTFOUND)
-		return rc;
-	uint8_t tk[TIME_KEY_LEN];
-	memcpy(tk + 8, t->id, 16);
-	MDB_val tkv = {TIME_KEY_LEN, tk}, empty = {0, NULL};
+	if (!fresh) {
+		rc = mdb_get(txn, s->trace_sums, &sk, &sv);
+		if (rc == 0)
+			/* An undecodable summary is rebuilt from what this chunk brings rather than
+			 * blocking every later batch of the trace. */
+			old = threadline__store__v1__trace_summary__unpack(tl_arena_allocator(&s->scratch), sv.mv_size,
+			                                                   sv.mv_data);
+		else if (rc != MDB_NOTFOUND)
+			return rc;
+	}
 	if (old != NULL) {
 		sum = *old;
 		sum.chunk_count++;
@@ -466,15 +855,11 @@ static int update_summary(co_store *s, MDB_txn *txn, const tacc *t)
 			sum.root_name = (char *)(t->root_name != NULL ? t->root_name : "");
 		}
 		if (t->start < sum.start_unix_nano) {
-			/* The time index holds the trace's current start only. */
-			put_be64(tk, sum.start_unix_nano);
-			rc = mdb_del(txn, s->time_idx, &tkv, NULL);
-			if (rc != 0 && rc != MDB_NOTFOUND)
+			/* trace_starts holds the trace's current start only. */
+			if ((rc = put_start(s, txn, sum.start_unix_nano, t->id, homeb, true)) != 0 ||
+			    (rc = put_start(s, txn, t->start, t->id, homeb, false)) != 0)
 				return rc;
 			sum.start_unix_nano = t->start;
-			put_be64(tk, t->start);
-			if ((rc = mdb_put(txn, s->time_idx, &tkv, &empty, 0)) != 0)
-				return rc;
 		}
 	} else {
 		sum.start_unix_nano = t->start;
@@ -487,11 +872,10 @@ static int update_summary(co_store *s, MDB_txn *txn, const tacc *t)
 			sum.root_service = (char *)(t->root_service != NULL ? t->root_service : "");
 			sum.root_name = (char *)(t->root_name != NULL ? t->root_name : "");
 		}
-		put_be64(tk, t->start);
-		if ((rc = mdb_put(txn, s->time_idx, &tkv, &empty, 0)) != 0)
+		if ((rc = put_start(s, txn, t->start, t->id, homeb, false)) != 0)
 			return rc;
 	}
-	return put_packed(txn, s->traces, &k, &sum.base, 0);
+	return put_packed(txn, s->trace_sums, &sk, &sum.base, fresh ? MDB_APPEND : 0);
 }
 
 /* Counts spans and ScopeSpans so the scratch arrays are sized once. */
@@ -560,19 +944,13 @@ static int store_trace(co_store *s, MDB_txn *txn, const co_batch *b, const sctx 
 
 	uint64_t id = s->next_chunk;
 	uint8_t ck[8];
-	put_be64(ck, id);
+	tl_put_be64(ck, id);
 	MDB_val k = {8, ck};
 	int rc = put_packed(txn, s->spans, &k, &ch.base, MDB_APPEND);
 	if (rc != 0)
 		return rc;
 	s->next_chunk++;
 
-	uint8_t tik[TRACE_KEY_LEN];
-	memcpy(tik, t->id, 16);
-	put_be64(tik + 16, id);
-	MDB_val tk = {TRACE_KEY_LEN, tik}, empty = {0, NULL};
-	if ((rc = mdb_put(txn, s->trace_idx, &tk, &empty, 0)) != 0)
-		return rc;
 	/* The chunk's spans in order with their resource and service, for the search indexes. */
 	co_index_span *is = scratch_calloc(s, t->count, sizeof(*is));
 	if (t->count && is == NULL)
@@ -584,7 +962,7 @@ static int store_trace(co_store *s, MDB_txn *txn, const co_batch *b, const sctx 
 	}
 	if ((rc = co_index_put_trace(s->ix, txn, &s->scratch, t->id, id, is, t->count)) != 0)
 		return rc;
-	return update_summary(s, txn, t);
+	return file_chunk(s, txn, t, id);
 }
 
 static int store_lineage(co_store *s, MDB_txn *txn, const co_batch *b)
@@ -597,7 +975,7 @@ static int store_lineage(co_store *s, MDB_txn *txn, const co_batch *b)
 		raw.accepted_unix_nano = b->lineage_accepted != NULL ? b->lineage_accepted[i] : 0;
 		raw.body = b->lineage[i];
 		uint8_t kb[8];
-		put_be64(kb, s->next_lineage);
+		tl_put_be64(kb, s->next_lineage);
 		MDB_val k = {8, kb};
 		int rc = put_packed(txn, s->lineage_raw, &k, &raw.base, MDB_APPEND);
 		if (rc != 0)
@@ -614,7 +992,7 @@ static int commit_batch(co_store *s, MDB_txn *txn, co_batch *b, uint64_t now_ns)
 {
 	uint8_t dk[DEDUPE_KEY_LEN];
 	memcpy(dk, b->agent_id, CO_AGENT_ID_LEN);
-	put_be64(dk + CO_AGENT_ID_LEN, b->seq);
+	tl_put_be64(dk + CO_AGENT_ID_LEN, b->seq);
 	MDB_val dkey = {DEDUPE_KEY_LEN, dk}, dval;
 	int rc = mdb_get(txn, s->dedupe, &dkey, &dval);
 	if (rc == 0) {
@@ -670,7 +1048,8 @@ static int commit_batch(co_store *s, MDB_txn *txn, co_batch *b, uint64_t now_ns)
 						skipped++;
 						continue;
 					}
-					uint64_t h = get_be64(sp->trace_id.data) ^ get_be64(sp->trace_id.data + 8);
+					uint64_t h =
+					        tl_get_be64(sp->trace_id.data) ^ tl_get_be64(sp->trace_id.data + 8);
 					h *= UINT64_C(0x9E3779B97F4A7C15);
 					size_t slot = (size_t)(h >> 32) & (hcap - 1);
 					while (ht[slot] >= 0 && memcmp(tr[ht[slot]].id, sp->trace_id.data, 16) != 0)
@@ -730,7 +1109,7 @@ static int commit_batch(co_store *s, MDB_txn *txn, co_batch *b, uint64_t now_ns)
 	if ((rc = store_lineage(s, txn, b)) != 0)
 		return rc;
 	uint8_t nowb[8];
-	put_be64(nowb, now_ns);
+	tl_put_be64(nowb, now_ns);
 	dval.mv_size = 8;
 	dval.mv_data = nowb;
 	if ((rc = mdb_put(txn, s->dedupe, &dkey, &dval, 0)) != 0)
@@ -754,7 +1133,8 @@ int co_store_commit(co_store *s, co_batch *const *batches, size_t n, uint64_t no
 {
 	for (;;) {
 		reset_status(batches, n);
-		uint64_t chunk0 = s->next_chunk, lin0 = s->next_lineage;
+		uint64_t chunk0 = s->next_chunk, lin0 = s->next_lineage, flush_txn = 0;
+		homegen *fresh = NULL;
 		MDB_txn *txn;
 		pthread_rwlock_rdlock(&s->resize);
 		int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
@@ -763,6 +1143,12 @@ int co_store_commit(co_store *s, co_batch *const *batches, size_t n, uint64_t no
 				rc = commit_batch(s, txn, batches[i], now_ns);
 			if (rc == 0)
 				rc = co_index_flush(s->ix, txn);
+			if (rc == 0 &&
+			    (s->pend->n >= s->flush_at || s->next_chunk - s->home_mark >= HOME_FLUSH_CHUNKS) &&
+			    (fresh = gen_new(HOME_GEN_CAP)) != NULL) {
+				rc = flush_homes(s, txn, s->next_chunk);
+				flush_txn = mdb_txn_id(txn);
+			}
 			if (rc == 0)
 				rc = mdb_txn_commit(txn);
 			else
@@ -771,8 +1157,13 @@ int co_store_commit(co_store *s, co_batch *const *batches, size_t n, uint64_t no
 		co_index_discard(s->ix);
 		pthread_rwlock_unlock(&s->resize);
 		tl_arena_reset(&s->scratch);
-		if (rc == 0)
+		if (rc == 0) {
+			if (fresh != NULL)
+				homes_flushed(s, fresh, flush_txn, s->next_chunk);
 			return 0;
+		}
+		gen_free(fresh);
+		home_rollback(s, chunk0);
 		reset_status(batches, n);
 		s->next_chunk = chunk0;
 		s->next_lineage = lin0;
@@ -837,28 +1228,6 @@ int co_store_open_db(co_store *s, const char *name, MDB_dbi *out)
 
 /* ---- reading ---- */
 
-typedef struct ogroup {
-	uint32_t res;
-	const uint8_t *sk; /* encoded scope, for grouping */
-	size_t sklen;
-	const char *sschema;
-	tl_pb_scope *scope;
-	size_t n, fill;
-	tl_pb_span **spans;
-} ogroup;
-
-typedef struct ores {
-	const uint8_t *hash;
-	const char *schema;
-	tl_pb_resource *res;
-	size_t ngroups, fill;
-} ores;
-
-static bool str_eq(const char *a, const char *b)
-{
-	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
-}
-
 /* A value that does not unpack into the arena: the arena's cap, or corruption? */
 static int unpack_failure(const ProtobufCMessageDescriptor *d, const MDB_val *v)
 {
@@ -869,187 +1238,225 @@ static int unpack_failure(const ProtobufCMessageDescriptor *d, const MDB_val *v)
 	return TL_ELIMIT;
 }
 
-static int load_chunks(co_store *s, MDB_txn *txn, const uint8_t *id, tl_arena *a, st_chunk ***out, size_t *nout)
+int co_store_each_chunk(co_store *s, MDB_txn *txn, const uint8_t trace_id[16], co_chunk_fn fn, void *ud)
 {
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(txn, s->trace_idx, &c);
+	const co_store_dbs *d = &s->dbs;
+	uint8_t kb[CHUNKS_KEY_LEN] = {0};
+	int rc = home_of(s, txn, trace_id, kb);
 	if (rc != 0)
 		return tl_err_from_lmdb(rc);
-	uint8_t kb[TRACE_KEY_LEN];
-	memcpy(kb, id, 16);
-	memset(kb + 16, 0, 8);
-	MDB_val k = {TRACE_KEY_LEN, kb}, v;
-	st_chunk **arr = NULL;
-	size_t n = 0, cap = 0;
+	MDB_cursor *c;
+	if ((rc = mdb_cursor_open(txn, d->trace_chunks, &c)) != 0)
+		return tl_err_from_lmdb(rc);
+	MDB_val k = {CHUNKS_KEY_LEN, kb}, v;
+	int ret = 0;
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-	while (rc == 0 && k.mv_size == TRACE_KEY_LEN && memcmp(k.mv_data, id, 16) == 0) {
-		uint8_t ck[8];
-		memcpy(ck, (const uint8_t *)k.mv_data + 16, 8);
-		MDB_val cv, ckey = {8, ck};
-		if ((rc = mdb_get(txn, s->spans, &ckey, &cv)) != 0)
-			break;
-		st_chunk *ch = threadline__store__v1__chunk__unpack(tl_arena_allocator(a), cv.mv_size, cv.mv_data);
-		if (ch == NULL) {
-			mdb_cursor_close(c);
-			return unpack_failure(&threadline__store__v1__chunk__descriptor, &cv);
-		}
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			st_chunk **na = tl_arena_alloc(a, ncap * sizeof(*na));
-			if (na == NULL) {
-				mdb_cursor_close(c);
-				return TL_ELIMIT;
-			}
-			if (n)
-				memcpy(na, arr, n * sizeof(*na));
-			arr = na;
-			cap = ncap;
-		}
-		arr[n++] = ch;
-		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	while (rc == 0 && ret == 0 && k.mv_size == CHUNKS_KEY_LEN && memcmp(k.mv_data, kb, 8) == 0) {
+		MDB_val ck = {8, (uint8_t *)k.mv_data + 8}, cv;
+		int grc = mdb_get(txn, d->spans, &ck, &cv);
+		if (grc == 0)
+			ret = fn(tl_get_be64(ck.mv_data), cv.mv_data, cv.mv_size, ud);
+		else if (grc != MDB_NOTFOUND) /* a chunk that retention removed */
+			ret = tl_err_from_lmdb(grc);
+		if (ret == 0)
+			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(c);
-	if (rc != 0 && rc != MDB_NOTFOUND)
-		return tl_err_from_lmdb(rc);
-	if (n == 0)
-		return TL_ENOTFOUND;
-	*out = arr;
-	*nout = n;
+	if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
+		ret = tl_err_from_lmdb(rc);
+	return ret;
+}
+
+typedef struct loader {
+	tl_arena *a;
+	st_chunk **arr;
+	size_t n, cap;
+} loader;
+
+static int load_one(uint64_t chunk_id, const uint8_t *val, size_t len, void *ud)
+{
+	(void)chunk_id;
+	loader *l = ud;
+	st_chunk *ch = threadline__store__v1__chunk__unpack(tl_arena_allocator(l->a), len, val);
+	if (ch == NULL)
+		return unpack_failure(&threadline__store__v1__chunk__descriptor, &(MDB_val){len, (void *)val});
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 16;
+		st_chunk **na = tl_arena_alloc(l->a, ncap * sizeof(*na));
+		if (na == NULL)
+			return TL_ELIMIT;
+		if (l->n)
+			memcpy(na, l->arr, l->n * sizeof(*na));
+		l->arr = na;
+		l->cap = ncap;
+	}
+	l->arr[l->n++] = ch;
 	return 0;
 }
 
-/* Regroups chunk groups by (resource, scope) and resolves resources inside txn. */
+static int load_chunks(co_store *s, MDB_txn *txn, const uint8_t *id, tl_arena *a, st_chunk ***out, size_t *nout)
+{
+	loader l = {.a = a};
+	int rc = co_store_each_chunk(s, txn, id, load_one, &l);
+	if (rc != 0)
+		return rc;
+	if (l.n == 0)
+		return TL_ENOTFOUND;
+	*out = l.arr;
+	*nout = l.n;
+	return 0;
+}
+
+typedef struct ores {
+	const uint8_t *hash; /* 16 bytes, or NULL when the chunk named none */
+	const char *schema;
+	tl_pb_resource *res;
+	size_t ngroups, fill;
+} ores;
+
+typedef struct ogroup {
+	size_t res;
+	const uint8_t *sk; /* the encoded scope, for grouping */
+	size_t sklen;
+	const char *sschema;
+	tl_pb_scope *scope;
+	size_t n, fill;
+	tl_pb_span **spans;
+} ogroup;
+
+static bool str_eq(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+static bool hash_eq(const uint8_t *a, const uint8_t *b)
+{
+	return a == NULL || b == NULL ? a == b : memcmp(a, b, 16) == 0;
+}
+
+int co_store_regroup(co_store *s, MDB_txn *txn, const co_store_piece *pieces, size_t np, tl_arena *a,
+                     tl_pb_resource_spans ***out, size_t *n_out, size_t *unreadable)
+{
+	*out = NULL;
+	*n_out = 0;
+	size_t cap = np ? np : 1;
+	ores *rv = tl_arena_alloc(a, cap * sizeof(*rv));
+	ogroup *gv = tl_arena_alloc(a, cap * sizeof(*gv));
+	size_t *gmap = tl_arena_alloc(a, cap * sizeof(*gmap));
+	if (rv == NULL || gv == NULL || gmap == NULL)
+		return TL_ELIMIT;
+	size_t nr = 0, ng = 0;
+	for (size_t i = 0; i < np; i++) {
+		const st_group *g = pieces[i].g;
+		const uint8_t *hash = g->resource_hash.len == 16 ? g->resource_hash.data : NULL;
+		size_t r;
+		for (r = 0; r < nr; r++)
+			if (hash_eq(rv[r].hash, hash) && str_eq(rv[r].schema, g->resource_schema_url))
+				break;
+		if (r == nr)
+			rv[nr++] = (ores){.hash = hash, .schema = g->resource_schema_url};
+		size_t sklen = g->scope != NULL ? protobuf_c_message_get_packed_size(&g->scope->base) : 0;
+		uint8_t *sk = tl_arena_alloc(a, sklen ? sklen : 1);
+		if (sk == NULL)
+			return TL_ELIMIT;
+		if (g->scope != NULL)
+			protobuf_c_message_pack(&g->scope->base, sk);
+		size_t o;
+		for (o = 0; o < ng; o++)
+			if (gv[o].res == r && gv[o].sklen == sklen && memcmp(gv[o].sk, sk, sklen) == 0 &&
+			    str_eq(gv[o].sschema, g->scope_schema_url))
+				break;
+		if (o == ng) {
+			gv[ng++] = (ogroup){
+			        .res = r, .sk = sk, .sklen = sklen, .sschema = g->scope_schema_url, .scope = g->scope};
+			rv[r].ngroups++;
+		}
+		gv[o].n += pieces[i].n;
+		gmap[i] = o;
+	}
+	for (size_t o = 0; o < ng; o++)
+		if ((gv[o].spans = tl_arena_alloc(a, (gv[o].n ? gv[o].n : 1) * sizeof(tl_pb_span *))) == NULL)
+			return TL_ELIMIT;
+	for (size_t i = 0; i < np; i++) {
+		ogroup *o = &gv[gmap[i]];
+		memcpy(o->spans + o->fill, pieces[i].g->spans + pieces[i].from, pieces[i].n * sizeof(tl_pb_span *));
+		o->fill += pieces[i].n;
+	}
+	/* Resources, decoded into the arena before the transaction ends. */
+	for (size_t r = 0; r < nr; r++) {
+		if (rv[r].hash == NULL)
+			continue;
+		MDB_val k = {16, (void *)rv[r].hash}, v;
+		int mrc = mdb_get(txn, s->resources, &k, &v);
+		if (mrc == MDB_NOTFOUND) {
+			if (unreadable != NULL)
+				(*unreadable)++;
+			continue; /* keep the spans; the resource is shown as unknown */
+		}
+		if (mrc != 0)
+			return tl_err_from_lmdb(mrc);
+		rv[r].res = opentelemetry__proto__resource__v1__resource__unpack(tl_arena_allocator(a), v.mv_size,
+		                                                                 v.mv_data);
+		if (rv[r].res == NULL) {
+			if (unpack_failure(&opentelemetry__proto__resource__v1__resource__descriptor, &v) == TL_ELIMIT)
+				return TL_ELIMIT;
+			if (unreadable != NULL)
+				(*unreadable)++;
+		}
+	}
+	tl_pb_resource_spans **rsv = tl_arena_alloc(a, (nr ? nr : 1) * sizeof(*rsv));
+	tl_pb_resource_spans *rsa = tl_arena_alloc(a, (nr ? nr : 1) * sizeof(*rsa));
+	tl_pb_scope_spans **ssv = tl_arena_alloc(a, (ng ? ng : 1) * sizeof(*ssv));
+	tl_pb_scope_spans *ssa = tl_arena_alloc(a, (ng ? ng : 1) * sizeof(*ssa));
+	if (rsv == NULL || rsa == NULL || ssv == NULL || ssa == NULL)
+		return TL_ELIMIT;
+	size_t off = 0;
+	for (size_t r = 0; r < nr; r++) {
+		opentelemetry__proto__trace__v1__resource_spans__init(&rsa[r]);
+		rsv[r] = &rsa[r];
+		rsa[r].resource = rv[r].res;
+		rsa[r].schema_url = (char *)(rv[r].schema != NULL ? rv[r].schema : "");
+		rsa[r].scope_spans = &ssv[off];
+		rsa[r].n_scope_spans = rv[r].ngroups;
+		rv[r].fill = off;
+		off += rv[r].ngroups;
+	}
+	for (size_t o = 0; o < ng; o++) {
+		opentelemetry__proto__trace__v1__scope_spans__init(&ssa[o]);
+		ssa[o].scope = gv[o].scope;
+		ssa[o].schema_url = (char *)(gv[o].sschema != NULL ? gv[o].sschema : "");
+		ssa[o].spans = gv[o].spans;
+		ssa[o].n_spans = gv[o].n;
+		ssv[rv[gv[o].res].fill++] = &ssa[o];
+	}
+	*out = rsv;
+	*n_out = nr;
+	return 0;
+}
+
+/* A trace's chunks as one result: whole groups, regrouped by resource and scope. */
 static int build_result(co_store *s, MDB_txn *txn, const uint8_t *id, st_chunk **chunks, size_t nch, tl_arena *a,
                         tl_pb_trace_result **out)
 {
-	size_t G = 0;
+	size_t np = 0;
 	for (size_t i = 0; i < nch; i++)
-		G += chunks[i]->n_groups;
-	ogroup *og = G ? calloc(G, sizeof(*og)) : NULL;
-	ores *orr = G ? calloc(G, sizeof(*orr)) : NULL;
-	uint32_t *gmap = G ? calloc(G, sizeof(*gmap)) : NULL;
-	int rc = 0;
-	if (G && (og == NULL || orr == NULL || gmap == NULL)) {
-		rc = -ENOMEM;
-		goto done;
-	}
-	size_t nog = 0, nor = 0, gi = 0;
-	for (size_t i = 0; i < nch; i++) {
-		for (size_t j = 0; j < chunks[i]->n_groups; j++, gi++) {
-			st_group *g = chunks[i]->groups[j];
-			if (g->resource_hash.len != 16) {
-				rc = TL_ECORRUPT;
-				goto done;
-			}
-			size_t r;
-			for (r = 0; r < nor; r++)
-				if (memcmp(orr[r].hash, g->resource_hash.data, 16) == 0 &&
-				    str_eq(orr[r].schema, g->resource_schema_url))
-					break;
-			if (r == nor) {
-				orr[nor].hash = g->resource_hash.data;
-				orr[nor].schema = g->resource_schema_url;
-				nor++;
-			}
-			size_t sklen = g->scope != NULL ? protobuf_c_message_get_packed_size(&g->scope->base) : 0;
-			uint8_t *sk = tl_arena_alloc(a, sklen);
-			if (sk == NULL) {
-				rc = TL_ELIMIT;
-				goto done;
-			}
-			if (g->scope != NULL)
-				protobuf_c_message_pack(&g->scope->base, sk);
-			size_t o;
-			for (o = 0; o < nog; o++)
-				if (og[o].res == r && og[o].sklen == sklen && memcmp(og[o].sk, sk, sklen) == 0 &&
-				    str_eq(og[o].sschema, g->scope_schema_url))
-					break;
-			if (o == nog) {
-				og[nog] = (ogroup){.res = (uint32_t)r,
-				                   .sk = sk,
-				                   .sklen = sklen,
-				                   .sschema = g->scope_schema_url,
-				                   .scope = g->scope};
-				orr[r].ngroups++;
-				nog++;
-			}
-			og[o].n += g->n_spans;
-			gmap[gi] = (uint32_t)o;
-		}
-	}
-	for (size_t o = 0; o < nog; o++) {
-		og[o].spans = tl_arena_alloc(a, (og[o].n ? og[o].n : 1) * sizeof(tl_pb_span *));
-		if (og[o].spans == NULL) {
-			rc = TL_ELIMIT;
-			goto done;
-		}
-	}
-	gi = 0;
-	for (size_t i = 0; i < nch; i++) {
-		for (size_t j = 0; j < chunks[i]->n_groups; j++, gi++) {
-			ogroup *o = &og[gmap[gi]];
-			st_group *g = chunks[i]->groups[j];
-			memcpy(o->spans + o->fill, g->spans, g->n_spans * sizeof(tl_pb_span *));
-			o->fill += g->n_spans;
-		}
-	}
-	/* Resources, copied out of the map before the transaction ends. */
-	for (size_t r = 0; r < nor; r++) {
-		MDB_val k = {16, (void *)orr[r].hash}, v;
-		int mrc = mdb_get(txn, s->resources, &k, &v);
-		if (mrc == MDB_NOTFOUND)
-			continue; /* keep the spans; the resource is shown as unknown */
-		if (mrc != 0) {
-			rc = tl_err_from_lmdb(mrc);
-			goto done;
-		}
-		orr[r].res = opentelemetry__proto__resource__v1__resource__unpack(tl_arena_allocator(a), v.mv_size,
-		                                                                  v.mv_data);
-		if (orr[r].res == NULL) {
-			rc = unpack_failure(&opentelemetry__proto__resource__v1__resource__descriptor, &v);
-			goto done;
-		}
-	}
+		np += chunks[i]->n_groups;
+	co_store_piece *pv = tl_arena_alloc(a, (np ? np : 1) * sizeof(*pv));
 	tl_pb_trace_result *res = tl_arena_alloc(a, sizeof(*res));
-	tl_pb_resource_spans **rsv = tl_arena_alloc(a, (nor ? nor : 1) * sizeof(*rsv));
-	tl_pb_resource_spans *rsa = tl_arena_alloc(a, (nor ? nor : 1) * sizeof(*rsa));
-	tl_pb_scope_spans **ssv = tl_arena_alloc(a, (nog ? nog : 1) * sizeof(*ssv));
-	tl_pb_scope_spans *ssa = tl_arena_alloc(a, (nog ? nog : 1) * sizeof(*ssa));
 	uint8_t *idc = tl_arena_alloc(a, 16);
-	if (!res || !rsv || !rsa || !ssv || !ssa || !idc) {
-		rc = TL_ELIMIT;
-		goto done;
-	}
+	if (pv == NULL || res == NULL || idc == NULL)
+		return TL_ELIMIT;
+	np = 0;
+	for (size_t i = 0; i < nch; i++)
+		for (size_t j = 0; j < chunks[i]->n_groups; j++)
+			pv[np++] = (co_store_piece){chunks[i]->groups[j], 0, (uint32_t)chunks[i]->groups[j]->n_spans};
 	threadline__v1__trace_result__init(res);
 	memcpy(idc, id, 16);
 	res->trace_id.len = 16;
 	res->trace_id.data = idc;
-	res->n_resource_spans = nor;
-	res->resource_spans = rsv;
-	size_t ssoff = 0;
-	for (size_t r = 0; r < nor; r++) {
-		opentelemetry__proto__trace__v1__resource_spans__init(&rsa[r]);
-		rsv[r] = &rsa[r];
-		rsa[r].resource = orr[r].res;
-		rsa[r].schema_url = (char *)(orr[r].schema != NULL ? orr[r].schema : "");
-		rsa[r].scope_spans = &ssv[ssoff];
-		rsa[r].n_scope_spans = orr[r].ngroups;
-		orr[r].fill = ssoff;
-		ssoff += orr[r].ngroups;
-	}
-	for (size_t o = 0; o < nog; o++) {
-		opentelemetry__proto__trace__v1__scope_spans__init(&ssa[o]);
-		ssa[o].scope = og[o].scope;
-		ssa[o].schema_url = (char *)(og[o].sschema != NULL ? og[o].sschema : "");
-		ssa[o].spans = og[o].spans;
-		ssa[o].n_spans = og[o].n;
-		ssv[orr[og[o].res].fill++] = &ssa[o];
-	}
-	*out = res;
-done:
-	free(og);
-	free(orr);
-	free(gmap);
+	int rc = co_store_regroup(s, txn, pv, np, a, &res->resource_spans, &res->n_resource_spans, NULL);
+	if (rc == 0)
+		*out = res;
 	return rc;
 }
 
@@ -1090,8 +1497,11 @@ static int decode_summary(const MDB_val *v, const uint8_t *id, co_trace_summary 
 
 int co_store_summary_txn(co_store *s, MDB_txn *txn, const uint8_t trace_id[16], co_trace_summary *out)
 {
-	MDB_val k = {16, (void *)trace_id}, v;
-	int rc = mdb_get(txn, s->traces, &k, &v);
+	uint8_t homeb[8];
+	int rc = home_of(s, txn, trace_id, homeb);
+	MDB_val k = {8, homeb}, v;
+	if (rc == 0)
+		rc = mdb_get(txn, s->trace_sums, &k, &v);
 	return rc == 0 ? decode_summary(&v, trace_id, out) : tl_err_from_lmdb(rc);
 }
 
@@ -1101,9 +1511,7 @@ int co_store_get_summary(co_store *s, const uint8_t trace_id[16], co_trace_summa
 	int rc = begin_read(s, &txn);
 	if (rc != 0)
 		return tl_err_from_lmdb(rc);
-	MDB_val k = {16, (void *)trace_id}, v;
-	rc = mdb_get(txn, s->traces, &k, &v);
-	rc = rc == 0 ? decode_summary(&v, trace_id, out) : tl_err_from_lmdb(rc);
+	rc = co_store_summary_txn(s, txn, trace_id, out);
 	end_read(s, txn);
 	return rc;
 }
@@ -1117,32 +1525,32 @@ int co_store_scan_time(co_store *s, uint64_t from_ns, uint64_t to_ns, bool newes
 	if (rc != 0)
 		return tl_err_from_lmdb(rc);
 	MDB_cursor *c;
-	if ((rc = mdb_cursor_open(txn, s->time_idx, &c)) != 0) {
+	if ((rc = mdb_cursor_open(txn, s->trace_starts, &c)) != 0) {
 		end_read(s, txn);
 		return tl_err_from_lmdb(rc);
 	}
 	uint8_t kb[TIME_KEY_LEN] = {0};
 	MDB_val k = {TIME_KEY_LEN, kb}, v;
 	if (newest_first) {
-		put_be64(kb, to_ns);
+		tl_put_be64(kb, to_ns);
 		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 		rc = rc == 0 ? mdb_cursor_get(c, &k, &v, MDB_PREV) : mdb_cursor_get(c, &k, &v, MDB_LAST);
 	} else {
-		put_be64(kb, from_ns);
+		tl_put_be64(kb, from_ns);
 		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	}
 	int ret = 0;
 	while (rc == 0 && ret == 0) {
-		if (k.mv_size != TIME_KEY_LEN) {
+		if (k.mv_size != TIME_KEY_LEN || v.mv_size != 8) {
 			ret = TL_ECORRUPT;
 			break;
 		}
-		uint64_t t = get_be64(k.mv_data);
+		uint64_t t = tl_get_be64(k.mv_data);
 		if (t < from_ns || t >= to_ns)
 			break;
 		const uint8_t *id = (const uint8_t *)k.mv_data + 8;
-		MDB_val sk = {16, (void *)id}, sv;
-		int grc = mdb_get(txn, s->traces, &sk, &sv);
+		MDB_val sk = {8, v.mv_data}, sv;
+		int grc = mdb_get(txn, s->trace_sums, &sk, &sv);
 		if (grc == 0) {
 			co_trace_summary sum;
 			if (decode_summary(&sv, id, &sum) == 0)
@@ -1172,7 +1580,7 @@ int co_store_scan_chunks(co_store *s, uint64_t from_id, co_chunk_fn fn, void *ud
 		return tl_err_from_lmdb(rc);
 	}
 	uint8_t kb[8];
-	put_be64(kb, from_id);
+	tl_put_be64(kb, from_id);
 	MDB_val k = {8, kb}, v;
 	int ret = 0;
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
@@ -1181,7 +1589,7 @@ int co_store_scan_chunks(co_store *s, uint64_t from_id, co_chunk_fn fn, void *ud
 			ret = TL_ECORRUPT;
 			break;
 		}
-		ret = fn(get_be64(k.mv_data), v.mv_data, v.mv_size, ud);
+		ret = fn(tl_get_be64(k.mv_data), v.mv_data, v.mv_size, ud);
 		if (ret == 0)
 			rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
@@ -1203,9 +1611,9 @@ int co_store_counts_get(co_store *s, co_store_counts *out)
 		size_t *n;
 	} m[] = {
 	        {s->spans, &out->chunks},
-	        {s->trace_idx, &out->trace_idx},
-	        {s->traces, &out->traces},
-	        {s->time_idx, &out->time_idx},
+	        {s->trace_chunks, &out->trace_idx},
+	        {s->trace_home, &out->traces},
+	        {s->trace_starts, &out->time_idx},
 	        {s->resources, &out->resources},
 	        {s->dedupe, &out->dedupe},
 	        {s->lineage_raw, &out->lineage_raw},
@@ -1215,6 +1623,95 @@ int co_store_counts_get(co_store *s, co_store_counts *out)
 		rc = mdb_stat(txn, m[i].dbi, &st);
 		*m[i].n = st.ms_entries;
 	}
+	/* Traces whose home is not in this snapshot's trace_home yet. */
+	pthread_mutex_lock(&s->hm_mu);
+	out->traces += s->pend->n;
+	for (const homegen *g = s->retired; g != NULL; g = g->next)
+		if (g->flush_txn > mdb_txn_id(txn))
+			out->traces += g->n;
+	pthread_mutex_unlock(&s->hm_mu);
 	end_read(s, txn);
 	return tl_err_from_lmdb(rc);
+}
+
+/* ---- schema 1 ---- */
+
+/* Adds one stored chunk to the trace tables, as store_trace would have. */
+static int refile(co_store *s, MDB_txn *txn, uint64_t id, const MDB_val *v)
+{
+	tl_arena_reset(&s->scratch);
+	st_chunk *ch = threadline__store__v1__chunk__unpack(tl_arena_allocator(&s->scratch), v->mv_size, v->mv_data);
+	if (ch == NULL || ch->trace_id.len != 16)
+		return 0; /* unreadable: co_store_scan_chunks reports it; its spans cannot be filed */
+	tacc t = {.id = ch->trace_id.data, .start = UINT64_MAX};
+	for (size_t g = 0; g < ch->n_groups; g++) {
+		const st_group *gr = ch->groups[g];
+		for (size_t i = 0; i < gr->n_spans; i++) {
+			const tl_pb_span *sp = gr->spans[i];
+			t.count++;
+			if (sp->start_time_unix_nano < t.start)
+				t.start = sp->start_time_unix_nano;
+			if (sp->end_time_unix_nano > t.end)
+				t.end = sp->end_time_unix_nano;
+			if (sp->status != NULL && sp->status->code == TL_PB_STATUS_ERROR)
+				t.errors++;
+			if (t.has_root || !is_root(sp))
+				continue;
+			t.has_root = true;
+			t.root_name = sp->name;
+			MDB_val rk = {gr->resource_hash.len, gr->resource_hash.data}, rv;
+			if (mdb_get(txn, s->resources, &rk, &rv) == 0) {
+				tl_pb_resource *r = opentelemetry__proto__resource__v1__resource__unpack(
+				        tl_arena_allocator(&s->scratch), rv.mv_size, rv.mv_data);
+				t.root_service = service_name(r);
+			}
+		}
+	}
+	if (t.count == 0)
+		t.start = 0;
+	return file_chunk(s, txn, &t, id);
+}
+
+/*
+ * Schema 1 kept the trace tables keyed by trace id (trace_idx, traces,
+ * time_idx). They are dropped and rebuilt from `spans` in the opening
+ * transaction: a crash part way leaves schema 1 as it was.
+ */
+static int migrate_v1(co_store *s, MDB_txn *txn)
+{
+	static const char *const old[] = {"trace_idx", "traces", "time_idx"};
+	for (size_t i = 0; i < sizeof(old) / sizeof(old[0]); i++) {
+		MDB_dbi dbi;
+		int rc = mdb_dbi_open(txn, old[i], 0, &dbi);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc == 0)
+			rc = mdb_drop(txn, dbi, 1);
+		if (rc != 0)
+			return rc;
+	}
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(txn, s->spans, &c);
+	if (rc != 0)
+		return rc;
+	MDB_val k, v;
+	uint64_t mark = 0;
+	rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+	while (rc == 0) {
+		if (k.mv_size == 8) {
+			mark = tl_get_be64(k.mv_data) + 1;
+			if ((rc = refile(s, txn, mark - 1, &v)) != 0)
+				break;
+		}
+		/* The homes go into trace_home as they would in service, a sorted pass at a time. */
+		if (s->pend->n >= s->flush_at &&
+		    ((rc = flush_homes(s, txn, mark)) != 0 || (rc = gen_rebuild(s->pend, s->pend->cap, 0)) != 0))
+			break;
+		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+	}
+	mdb_cursor_close(c);
+	if (rc == MDB_NOTFOUND && (rc = flush_homes(s, txn, mark)) == 0)
+		rc = gen_rebuild(s->pend, s->pend->cap, 0);
+	tl_arena_reset(&s->scratch);
+	return rc;
 }

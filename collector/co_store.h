@@ -4,19 +4,26 @@
  *
  * Span bodies are kept in arrival order under append keys, one value per
  * trace per batch (a "chunk"), so a batch of a thousand spans costs one
- * append per trace plus a few small random puts per trace, never per span.
- * All integers in keys and fixed values are big-endian.
+ * append per trace, never per span. A trace is filed under its home, the id
+ * of its first chunk: its chunk list and summary then sit with the traces
+ * that are still arriving, at the end of their trees, and only a trace's
+ * first chunk writes at a random place (trace_home). All integers in keys
+ * and fixed values are big-endian.
  *
- *   meta        "schema_version" -> u32 (CO_STORE_SCHEMA_VERSION)
- *   spans       chunk_id u64 -> store.v1.Chunk (MDB_APPEND)
- *   trace_idx   trace_id(16) || chunk_id u64 -> empty (one entry per trace per batch)
- *   traces      trace_id(16) -> store.v1.TraceSummary
- *   time_idx    start_ns u64 || trace_id(16) -> empty (the trace's current start only)
- *   resources   BLAKE2b-128(encoded Resource) -> encoded Resource (stored once)
- *   dedupe      agent_id(16) || seq u64 -> commit time u64
- *   lineage_raw record_id u64 -> store.v1.RawRecord (MDB_APPEND)
- *   lin_*       the lineage graph (co_lineage.h), written in the same transaction
- *   ix_*        the search indexes (co_index.c), written in the same transaction
+ *   meta         "schema_version" -> u32 (CO_STORE_SCHEMA_VERSION)
+ *   spans        chunk_id u64 -> store.v1.Chunk (MDB_APPEND)
+ *   trace_home   trace_id(16) -> home u64 (the trace's first chunk_id)
+ *   trace_chunks home u64 || chunk_id u64 -> empty (one entry per trace per batch)
+ *   trace_sums   home u64 -> store.v1.TraceSummary
+ *   trace_starts start_ns u64 || trace_id(16) -> home u64 (the trace's current start only)
+ *   resources    BLAKE2b-128(encoded Resource) -> encoded Resource (stored once)
+ *   dedupe       agent_id(16) || seq u64 -> commit time u64
+ *   lineage_raw  record_id u64 -> store.v1.RawRecord (MDB_APPEND)
+ *   lin_*        the lineage graph (co_lineage.h), written in the same transaction
+ *   ix_*         the search indexes (co_index.c), written in the same transaction
+ *
+ * The trace_* tables are derived from `spans`: a store of schema 1 (whose
+ * trace tables were keyed by trace id) has them rebuilt when it is opened.
  *
  * Threads: one thread commits at a time (the collector's writer); any number
  * of threads may read concurrently. Growing the map waits for readers to
@@ -33,10 +40,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CO_STORE_SCHEMA_VERSION 1
+#define CO_STORE_SCHEMA_VERSION 2
 #define CO_AGENT_ID_LEN 16
 
 typedef struct co_store co_store;
+struct MDB_txn;
 
 typedef struct co_store_opts {
 	const char *dir;      /* data directory; created if missing */
@@ -48,6 +56,9 @@ typedef struct co_store_opts {
 	 * during co_store_open() only; at most CO_INDEX_ATTR_KEYS_MAX. */
 	const char *const *index_attrs;
 	size_t n_index_attrs;
+	/* Homes of new traces are written into trace_home once this many have gathered
+	 * (0: 65536); tests set it small to cross a flush. */
+	size_t home_flush_at;
 } co_store_opts;
 
 /*
@@ -113,7 +124,7 @@ typedef struct co_batch {
 int co_store_commit(co_store *s, co_batch *const *batches, size_t n, uint64_t now_ns);
 
 /*
- * Reads a whole trace: every chunk found by a trace_idx prefix scan, with
+ * Reads a whole trace: every chunk in its trace_chunks list, with
  * resources resolved, spans that shared a resource and scope grouped into one
  * ResourceSpans/ScopeSpans, in arrival order. Everything is copied into arena
  * before the read transaction ends: *out is valid until arena is reset.
@@ -121,6 +132,26 @@ int co_store_commit(co_store *s, co_batch *const *batches, size_t n, uint64_t no
  * does not fit the arena's cap; TL_ECORRUPT for a value that does not decode.
  */
 int co_store_get_trace(co_store *s, const uint8_t trace_id[16], tl_arena *arena, tl_pb_trace_result **out);
+
+/* A run of spans of one stored chunk group: g->spans[from .. from + n). */
+struct Threadline__Store__V1__ChunkGroup;
+typedef struct co_store_piece {
+	const struct Threadline__Store__V1__ChunkGroup *g;
+	uint32_t from, n;
+} co_store_piece;
+
+/*
+ * Regroups pieces of stored chunks (decoded by the caller) as OTLP sends
+ * spans: those that share a resource (and its schema URL) and a scope (and
+ * its schema URL) go into one ScopeSpans, in the order of the pieces.
+ * Resources are read inside txn (from co_store_read_begin()) and decoded
+ * into arena; one that is missing or does not decode leaves its
+ * ResourceSpans without a resource and counts in *unreadable (may be NULL).
+ * Everything, *out included, is allocated in arena. Returns 0, TL_ELIMIT
+ * when the arena's cap is reached, or a store error.
+ */
+int co_store_regroup(co_store *s, struct MDB_txn *txn, const co_store_piece *pieces, size_t n, tl_arena *arena,
+                     tl_pb_resource_spans ***out, size_t *n_out, size_t *unreadable);
 
 typedef struct co_trace_summary {
 	uint8_t trace_id[16];
@@ -205,9 +236,17 @@ const struct co_stats_db *co_store_stats_db(const co_store *s);
  * transaction of co_store_read_begin() (co_index.c). Values are MDB_dbi.
  */
 typedef struct co_store_dbs {
-	unsigned int spans, trace_idx, traces, time_idx, resources;
+	unsigned int spans, trace_home, trace_chunks, trace_sums, trace_starts, resources;
 } co_store_dbs;
 const co_store_dbs *co_store_get_dbs(const co_store *s);
+
+/*
+ * Calls fn for each stored chunk of the trace, in arrival order, inside txn
+ * (a transaction from co_store_read_begin(); fn's rules are
+ * co_store_scan_chunks'). Returns 0, fn's value,
+ * TL_ENOTFOUND for an unknown trace, or a store error.
+ */
+int co_store_each_chunk(co_store *s, struct MDB_txn *txn, const uint8_t trace_id[16], co_chunk_fn fn, void *ud);
 
 /* Fills *out for trace_id inside txn. Returns 0, TL_ENOTFOUND, TL_ECORRUPT or a store error. */
 int co_store_summary_txn(co_store *s, struct MDB_txn *txn, const uint8_t trace_id[16], co_trace_summary *out);

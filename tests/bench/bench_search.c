@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "bench_machine.h"
 #include "co_index.h"
@@ -310,7 +311,31 @@ static tl_pb_export_req *request(builder *b, unsigned svc)
 typedef struct ingest_stats {
 	uint64_t spans, batches, chunks, bytes;
 	uint64_t store_ns, raw_ns;
+	uint64_t store_cpu_ns, raw_cpu_ns; /* this process's CPU time inside each */
+	uint64_t store_wbytes, raw_wbytes; /* bytes the kernel was asked to write (/proc/self/io) */
 } ingest_stats;
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* write_bytes of /proc/self/io: what this process has sent towards the disk so far (0 when unreadable). */
+static uint64_t written_bytes(void)
+{
+	FILE *f = fopen("/proc/self/io", "r");
+	if (f == NULL)
+		return 0;
+	char line[128];
+	unsigned long long v = 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "write_bytes: %llu", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
 
 /* The ceiling: as many values, as many bytes, appended raw to its own environment, one txn + fsync per batch. */
 typedef struct raw_env {
@@ -387,9 +412,11 @@ static int ingest(co_store *s, raw_env *raw, const shape *sh, ingest_stats *st)
 			co_batch batch = {.traces = &req, .n_traces = 1, .seq = ++seq};
 			memset(batch.agent_id, 0x50 + (int)v, sizeof(batch.agent_id));
 			co_batch *bp = &batch;
-			uint64_t t0 = tl_mono_ns();
+			uint64_t t0 = tl_mono_ns(), c0 = cpu_ns(), b0 = written_bytes();
 			rc = co_store_commit(s, &bp, 1, tl_now_ns());
 			st->store_ns += tl_mono_ns() - t0;
+			st->store_cpu_ns += cpu_ns() - c0;
+			st->store_wbytes += written_bytes() - b0;
 			if (rc == 0 && batch.status != CO_BATCH_OK)
 				rc = TL_ESTORE;
 			if (rc != 0) {
@@ -397,8 +424,12 @@ static int ingest(co_store *s, raw_env *raw, const shape *sh, ingest_stats *st)
 				break;
 			}
 			t0 = tl_mono_ns();
+			c0 = cpu_ns();
+			b0 = written_bytes();
 			rc = raw_batch(raw, b.ntr[v], bytes);
 			st->raw_ns += tl_mono_ns() - t0;
+			st->raw_cpu_ns += cpu_ns() - c0;
+			st->raw_wbytes += written_bytes() - b0;
 			if (rc != 0) {
 				fprintf(stderr, "bench: raw ceiling: %s\n", mdb_strerror(rc));
 				break;
@@ -692,6 +723,9 @@ int main(int argc, char **argv)
 		printf("| %llu spans, %llu batches, %.0f MiB of OTLP | %.0f | %.0f | %.3f | >= %.2f: %s |\n",
 		       (unsigned long long)st.spans, (unsigned long long)st.batches, (double)st.bytes / 1048576, rate,
 		       ceil, rate / ceil, TARGET_INGEST_RATIO, rate / ceil >= TARGET_INGEST_RATIO ? "met" : "MISSED");
+		printf("per span: store %.2f us CPU, %.0f bytes written; raw ceiling %.2f us CPU, %.0f bytes written\n",
+		       (double)st.store_cpu_ns / 1e3 / (double)st.spans, (double)st.store_wbytes / (double)st.spans,
+		       (double)st.raw_cpu_ns / 1e3 / (double)st.spans, (double)st.raw_wbytes / (double)st.spans);
 		printf("ingest wall time %.1f s; data.mdb %.0f MiB (raw ceiling's %.0f MiB)\n", wall,
 		       bench_mib_of(dir, "data.mdb"), bench_mib_of(rdir, "data.mdb"));
 		co_store_counts c;

@@ -581,6 +581,182 @@ Test(store, reopen_keeps_data_and_append_keys_continue)
 	co_store_close(s);
 }
 
+/* One span of trace t (span s) in its own batch. */
+static void commit_span(co_store *s, uint64_t seq, uint8_t t, uint8_t span, uint8_t parent, uint64_t start)
+{
+	tl_pb_span **sp = az(sizeof(*sp));
+	sp[0] = mk_span(t, span, parent, "op", start, start + 100, false);
+	tl_pb_resource_spans **rs = az(sizeof(*rs));
+	rs[0] = mk_rs("svc", "x", sp, 1);
+	commit1(s, batch_of(3, seq, mk_req(rs, 1)), CO_BATCH_OK);
+}
+
+static void expect_trace(co_store *s, uint8_t t, uint64_t spans)
+{
+	uint8_t id[16];
+	memset(id, t, 16);
+	id[15] = (uint8_t)(t + 1);
+	co_trace_summary sum;
+	cr_assert_eq(co_store_get_summary(s, id, &sum), 0, "trace %02x has a summary", t);
+	cr_expect_eq(sum.span_count, spans, "trace %02x: %llu spans", t, (unsigned long long)sum.span_count);
+	tl_pb_trace_result *tr;
+	cr_assert_eq(co_store_get_trace(s, id, &A, &tr), 0, "trace %02x reads", t);
+	cr_expect_eq(count_spans(tr), spans);
+}
+
+Test(store, homes_cross_flushes_crashes_and_old_snapshots)
+{
+	co_store_opts o = {.dir = dir, .home_flush_at = 3};
+	co_store *s = NULL;
+	tl_errmsg err = {{0}};
+	cr_assert_eq(co_store_open(&o, &s, &err), 0, "%s", err.msg);
+	/* A reader whose snapshot predates everything below, including two flushes. */
+	uint64_t seq = 0;
+	commit_span(s, ++seq, 0x10, 1, 0, 1000);
+	MDB_txn *old;
+	cr_assert_eq(co_store_read_begin(s, &old), 0);
+	for (uint8_t t = 0x11; t <= 0x18; t++) {
+		commit_span(s, ++seq, t, 1, 0, 1000 + t);
+		commit_span(s, ++seq, 0x10, t, 1, 2000 + t); /* trace 0x10 keeps growing */
+	}
+	co_store_counts c;
+	cr_assert_eq(co_store_counts_get(s, &c), 0);
+	cr_expect_eq(c.traces, 9);
+	cr_expect_eq(c.trace_idx, 17);
+	uint8_t id10[16];
+	memset(id10, 0x10, 16);
+	id10[15] = 0x11;
+	co_trace_summary sum;
+	cr_assert_eq(co_store_summary_txn(s, old, id10, &sum), 0, "the old snapshot still finds its trace");
+	cr_expect_eq(sum.span_count, 1, "as it was then");
+	co_store_read_end(s, old);
+	expect_trace(s, 0x10, 9);
+	for (uint8_t t = 0x11; t <= 0x18; t++)
+		expect_trace(s, t, 1);
+	/* Closing never flushes: reopening must find the unflushed homes in the chunks. */
+	co_store_close(s);
+	cr_assert_eq(co_store_open(&o, &s, &err), 0, "%s", err.msg);
+	expect_trace(s, 0x10, 9);
+	for (uint8_t t = 0x11; t <= 0x18; t++)
+		expect_trace(s, t, 1);
+	commit_span(s, ++seq, 0x18, 2, 1, 3000);
+	commit_span(s, ++seq, 0x19, 1, 0, 3001);
+	expect_trace(s, 0x18, 2);
+	expect_trace(s, 0x19, 1);
+	seen v = {0};
+	cr_assert_eq(co_store_scan_time(s, 0, UINT64_MAX, false, collect, &v), 0);
+	cr_expect_eq(v.n, 10, "every trace once in the start index");
+	cr_assert_eq(co_store_counts_get(s, &c), 0);
+	cr_expect_eq(c.traces, 10);
+	co_store_close(s);
+}
+
+/* Turns the store in dir back into what schema 1 left on disk: version 1 in meta, the
+ * trace tables under their old names (with an entry each), the new ones absent. */
+static void make_schema_1(void)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 64), 0);
+	cr_assert_eq(mdb_env_open(env, dir, MDB_NOTLS, 0640), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	static const char *const fresh[] = {"trace_home", "trace_chunks", "trace_sums", "trace_starts"};
+	for (size_t i = 0; i < 4; i++) {
+		MDB_dbi dbi;
+		cr_assert_eq(mdb_dbi_open(txn, fresh[i], 0, &dbi), 0);
+		cr_assert_eq(mdb_drop(txn, dbi, 1), 0);
+	}
+	static const char *const old[] = {"trace_idx", "traces", "time_idx"};
+	for (size_t i = 0; i < 3; i++) {
+		MDB_dbi dbi;
+		cr_assert_eq(mdb_dbi_open(txn, old[i], MDB_CREATE, &dbi), 0);
+		MDB_val k = {5, "stale"}, v = {0, NULL};
+		cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
+	}
+	MDB_dbi meta;
+	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	uint8_t one[4] = {0, 0, 0, 1};
+	MDB_val k = {14, "schema_version"}, v = {4, one};
+	cr_assert_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+Test(store, schema_1_trace_tables_are_rebuilt_from_the_chunks)
+{
+	co_store *s = open_store(0);
+	tl_pb_span **sp = az(sizeof(*sp));
+	sp[0] = mk_span(0x30, 1, 0, "late", 5000, 6000, false);
+	tl_pb_resource_spans **rs = az(sizeof(*rs));
+	rs[0] = mk_rs("svc", "x", sp, 1);
+	tl_pb_export_req *r = mk_req(rs, 1);
+	commit1(s, batch_of(2, 1, r), CO_BATCH_OK);
+	sp[0] = mk_span(0x40, 1, 0, "other", 3000, 3500, true);
+	commit1(s, batch_of(2, 2, r), CO_BATCH_OK);
+	sp[0] = mk_span(0x30, 2, 1, "early", 1000, 2000, true);
+	commit1(s, batch_of(2, 3, r), CO_BATCH_OK);
+	co_store_close(s);
+
+	make_schema_1();
+	s = open_store(0);
+	uint8_t t30[16], t40[16];
+	memset(t30, 0x30, 16);
+	t30[15] = 0x31;
+	memset(t40, 0x40, 16);
+	t40[15] = 0x41;
+	co_trace_summary sum;
+	cr_assert_eq(co_store_get_summary(s, t30, &sum), 0);
+	cr_expect_eq(sum.start_ns, 1000);
+	cr_expect_eq(sum.end_ns, 6000);
+	cr_expect_eq(sum.span_count, 2);
+	cr_expect_eq(sum.chunk_count, 2);
+	cr_expect_eq(sum.error_count, 1);
+	cr_expect(sum.has_root);
+	cr_expect_str_eq(sum.root_service, "svc");
+	cr_expect_str_eq(sum.root_name, "late");
+	cr_assert_eq(co_store_get_summary(s, t40, &sum), 0);
+	cr_expect_eq(sum.error_count, 1);
+	tl_pb_trace_result *tr;
+	cr_assert_eq(co_store_get_trace(s, t30, &A, &tr), 0);
+	cr_expect_eq(count_spans(tr), 2);
+	seen v = {0};
+	cr_assert_eq(co_store_scan_time(s, 0, UINT64_MAX, false, collect, &v), 0);
+	cr_assert_eq(v.n, 2);
+	cr_expect_eq(v.first[0], 0x30);
+	cr_expect_eq(v.start[0], 1000);
+	cr_expect_eq(v.first[1], 0x40);
+	/* The trace goes on growing where the rebuild left it. */
+	sp[0] = mk_span(0x30, 3, 1, "more", 7000, 8000, false);
+	commit1(s, batch_of(2, 4, r), CO_BATCH_OK);
+	cr_assert_eq(co_store_get_summary(s, t30, &sum), 0);
+	cr_expect_eq(sum.span_count, 3);
+	cr_expect_eq(sum.chunk_count, 3);
+	co_store_counts c;
+	cr_assert_eq(co_store_counts_get(s, &c), 0);
+	cr_expect_eq(c.chunks, 4);
+	cr_expect_eq(c.traces, 2);
+	cr_expect_eq(c.trace_idx, 4);
+	co_store_close(s);
+
+	/* The old tables are gone and the version is 2. */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 64), 0);
+	cr_assert_eq(mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0640), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	cr_expect_eq(mdb_dbi_open(txn, "trace_idx", 0, &dbi), MDB_NOTFOUND);
+	cr_expect_eq(mdb_dbi_open(txn, "time_idx", 0, &dbi), MDB_NOTFOUND);
+	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	MDB_val k = {14, "schema_version"}, val;
+	cr_assert_eq(mdb_get(txn, dbi, &k, &val), 0);
+	cr_expect_eq(((const uint8_t *)val.mv_data)[3], CO_STORE_SCHEMA_VERSION);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+}
+
 /* A child that opens the environment and begins a read transaction; it either
  * dies right there (leaving its reader slot behind) or keeps the environment
  * open until killed. Signals readiness on fd. */
