@@ -5,6 +5,8 @@
  */
 #include "co_cli.h"
 #include "co_cli_errors.h"
+#include "co_cli_export.h"
+#include "co_cli_import.h"
 #include "co_cli_search.h"
 #include "co_cli_stats.h"
 
@@ -39,8 +41,16 @@ static const char usage[] =
         "               [--format text|json|dot|mermaid]   lineage graph around a node\n"
         "  lineage explain prediction:ID  the path from a prediction to its raw data, with each\n"
         "                                 run's state, trace and reproducibility record\n"
+        "  export jaeger (--trace ID... | trace search filters) (--otlp URL | --file PATH)\n"
+        "               [--header 'K: V']... [--batch-spans N] [--batch-bytes SIZE] [--no-gzip]\n"
+        "                                 send traces to Jaeger/any OTLP endpoint (gzip, retries on\n"
+        "                                 429/502/503/504 with Retry-After), or write a Jaeger UI file\n"
         "  emit lineage --job NS:NAME --event START|COMPLETE|FAIL [--run-id UUID] [--input ID]...\n"
         "               [--output ID]...  send an OpenLineage run event to the local agent\n"
+        "  import FILE [--collector URL]  store an OTLP/JSON Lines file (what the OpenTelemetry\n"
+        "                                 Collector's file exporter writes; .gz too) through the\n"
+        "                                 collector's intake (default tcp://127.0.0.1:7411);\n"
+        "                                 importing it again stores nothing twice\n"
         "  demo [--keep]                  start a collector and an agent on a temporary data dir,\n"
         "                                 send an ML pipeline trace, show it, stop everything\n"
         "  version                        print the version\n"
@@ -114,8 +124,12 @@ int main(int argc, char **argv)
 		return co_cli_errors(&cli, argc - i, argv + i);
 	if (strcmp(cmd, "lineage") == 0)
 		return co_cli_lineage(&cli, argc - i, argv + i);
+	if (strcmp(cmd, "export") == 0)
+		return co_cli_export(&cli, argc - i, argv + i);
 	if (strcmp(cmd, "emit") == 0)
 		return co_cli_emit(&cli, argc - i, argv + i);
+	if (strcmp(cmd, "import") == 0)
+		return co_cli_import(&cli, argc - i, argv + i);
 	if (strcmp(cmd, "demo") == 0)
 		return co_cli_demo(&cli, argc - i, argv + i, argv[0]);
 	if (strcmp(cmd, "version") == 0) {

@@ -6,6 +6,7 @@
  */
 #include "co_http.h"
 
+#include "co_forward.h"
 #include "co_index.h"
 #include "co_jaeger.h"
 #include "co_query.h"
@@ -56,8 +57,9 @@ struct co_http {
 	tl_http_server *server;
 	co_store *store;
 	co_writer *writer;
-	tl_arena arena;  /* query answers; used on the loop thread only */
-	tl_arena tarena; /* one trace at a time while a Jaeger answer is built; loop thread only */
+	co_forward *forward; /* may be NULL */
+	tl_arena arena;      /* query answers; used on the loop thread only */
+	tl_arena tarena;     /* one trace at a time while a Jaeger answer is built; loop thread only */
 	pthread_t thread;
 	bool started;
 	uint64_t requests[R_COUNT]; /* by route */
@@ -410,6 +412,8 @@ static void handle_metrics(co_http *h, tl_http_req *req)
 		tl_buf_printf(&b, "threadline_collector_writer_syncs_total{outcome=\"failed\"} %llu\n",
 		              (unsigned long long)fails);
 	}
+	if (h->forward != NULL)
+		co_forward_metrics(h->forward, &b);
 	metric(&b, "threadline_collector_http_requests_total", "counter", "HTTP API requests, by route.");
 	for (int i = 0; i < R_COUNT; i++)
 		tl_buf_printf(&b, "threadline_collector_http_requests_total{route=\"%s\"} %llu\n", route_names[i],
@@ -1104,6 +1108,7 @@ int co_http_start(const co_http_opts *o, co_store *store, co_writer *writer, co_
 		return tl_errf(err, -ENOMEM, "http: out of memory");
 	h->store = store;
 	h->writer = writer;
+	h->forward = o->forward;
 	tl_arena_init(&h->arena, 64 * 1024, 256u << 20);
 	tl_arena_set_retain(&h->arena, 1 << 20);
 	tl_arena_init(&h->tarena, 64 * 1024, 256u << 20);

@@ -35,8 +35,11 @@
 
 typedef struct co_http co_http;
 
+struct co_forward;
+
 typedef struct co_http_opts {
-	const char *listen; /* HOST:PORT (port 0: any free port); borrowed for the call */
+	const char *listen;         /* HOST:PORT (port 0: any free port); borrowed for the call */
+	struct co_forward *forward; /* may be NULL; borrowed, must outlive the server: feeds /metrics */
 } co_http_opts;
 
 /*

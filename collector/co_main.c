@@ -5,6 +5,7 @@
  * order that keeps the promise "nothing acknowledged is lost": stop
  * receiving, let the writer commit and ack what it has, then close LMDB.
  */
+#include "co_forward.h"
 #include "co_http.h"
 #include "co_index.h"
 #include "co_intake.h"
@@ -26,6 +27,8 @@
 static const char USAGE[] =
         "usage: threadline-collector --data DIR [--listen URL] [--query URL] [--map-size BYTES]\n"
         "                            [--fsync always|DURATION] [--index-attr KEY]... [--log-level LEVEL] [--help]\n"
+        "                            [--forward-otlp URL [--forward-header 'K: V']... [--forward-batch-spans N]\n"
+        "                             [--forward-batch-bytes BYTES]]\n"
         "\n"
         "  --data DIR          LMDB data directory (created if missing)\n"
         "  --listen URL        batch intake from agents (default tcp://0.0.0.0:7411)\n"
@@ -39,7 +42,13 @@ static const char USAGE[] =
         "  --index-attr KEY    also index this span/resource attribute for `trace search --attr`\n"
         "                      (repeatable, at most 32; ml.prediction.id, ml.model.version and\n"
         "                      lineage.run_id always are); applies to spans stored from now on\n"
-        "  --log-level LEVEL   debug, info, warn or error (default info)\n";
+        "  --log-level LEVEL   debug, info, warn or error (default info)\n"
+        "  --forward-otlp URL  also send every stored span to this OTLP/HTTP endpoint\n"
+        "                      (e.g. http://jaeger:4318/v1/traces), from a durable cursor in the\n"
+        "                      store: retried while the endpoint is down, resumed after a restart\n"
+        "  --forward-header 'K: V'  an extra request header, e.g. 'Authorization: Bearer ...' (repeatable)\n"
+        "  --forward-batch-spans N  spans per forwarded request (default 1000)\n"
+        "  --forward-batch-bytes BYTES  encoded spans per request, K/M suffixes (default 4M; 64K..32M)\n";
 
 /* Parses "123", "64M", "1G", "2T" (powers of 1024). Returns 0 or TL_EINVALID. */
 static int parse_size(const char *s, size_t *out)
@@ -106,7 +115,23 @@ int main(int argc, char **argv)
 	uint64_t sync_ms = 0;
 	const char *index_attrs[CO_INDEX_ATTR_KEYS_MAX];
 	size_t n_index_attrs = 0;
-	enum { OPT_DATA = 1, OPT_LISTEN, OPT_QUERY, OPT_HTTP, OPT_MAP, OPT_FSYNC, OPT_LEVEL, OPT_HELP, OPT_INDEX_ATTR };
+	co_forward_opts fo = {0};
+	const char *fwd_headers[CO_FORWARD_HEADERS_MAX];
+	enum {
+		OPT_DATA = 1,
+		OPT_LISTEN,
+		OPT_QUERY,
+		OPT_HTTP,
+		OPT_MAP,
+		OPT_FSYNC,
+		OPT_LEVEL,
+		OPT_HELP,
+		OPT_INDEX_ATTR,
+		OPT_FWD_URL,
+		OPT_FWD_HEADER,
+		OPT_FWD_SPANS,
+		OPT_FWD_BYTES
+	};
 	static const struct option opts[] = {
 	        {"data", required_argument, NULL, OPT_DATA},
 	        {"listen", required_argument, NULL, OPT_LISTEN},
@@ -117,6 +142,10 @@ int main(int argc, char **argv)
 	        {"log-level", required_argument, NULL, OPT_LEVEL},
 	        {"help", no_argument, NULL, OPT_HELP},
 	        {"index-attr", required_argument, NULL, OPT_INDEX_ATTR},
+	        {"forward-otlp", required_argument, NULL, OPT_FWD_URL},
+	        {"forward-header", required_argument, NULL, OPT_FWD_HEADER},
+	        {"forward-batch-spans", required_argument, NULL, OPT_FWD_SPANS},
+	        {"forward-batch-bytes", required_argument, NULL, OPT_FWD_BYTES},
 	        {NULL, 0, NULL, 0},
 	};
 	opterr = 0;
@@ -164,6 +193,32 @@ int main(int argc, char **argv)
 				return usage_error("--index-attr %s: at most 32 keys", optarg);
 			index_attrs[n_index_attrs++] = optarg;
 			break;
+		case OPT_FWD_URL:
+			fo.url = optarg;
+			break;
+		case OPT_FWD_HEADER:
+			if (strchr(optarg, ':') == NULL || optarg[0] == ':' || strpbrk(optarg, "\r\n") != NULL)
+				return usage_error("--forward-header: '%s' is not 'Name: value'", optarg);
+			if (fo.n_headers == CO_FORWARD_HEADERS_MAX)
+				return usage_error("--forward-header %s: at most 32 headers", optarg);
+			fwd_headers[fo.n_headers++] = optarg;
+			break;
+		case OPT_FWD_SPANS: {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (optarg[0] < '0' || optarg[0] > '9' || *end != '\0' || errno != 0 || v == 0 ||
+			    v > CO_FORWARD_BATCH_SPANS_MAX)
+				return usage_error("--forward-batch-spans: '%s' is not a number from 1 to 100000",
+				                   optarg);
+			fo.batch_spans = (size_t)v;
+			break;
+		}
+		case OPT_FWD_BYTES:
+			if (parse_size(optarg, &fo.batch_bytes) != 0 || fo.batch_bytes < CO_FORWARD_BATCH_BYTES_MIN ||
+			    fo.batch_bytes > CO_FORWARD_BATCH_BYTES_MAX)
+				return usage_error("--forward-batch-bytes: '%s' is not a size from 64K to 32M", optarg);
+			break;
 		case OPT_HELP:
 			fputs(USAGE, stdout);
 			return 0;
@@ -177,6 +232,11 @@ int main(int argc, char **argv)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (data == NULL)
 		return usage_error("%s is required", "--data");
+	if (fo.url == NULL && (fo.n_headers > 0 || fo.batch_spans > 0 || fo.batch_bytes > 0))
+		return usage_error("%s: the --forward-* flags need --forward-otlp URL", "forwarding");
+	if (fo.url != NULL && strncmp(fo.url, "http://", 7) != 0 && strncmp(fo.url, "https://", 8) != 0)
+		return usage_error("--forward-otlp: '%s' is not an http:// or https:// URL", fo.url);
+	fo.headers = fwd_headers;
 	tl_log_set_level(level);
 
 	/* Every thread (nng's, the writer, the query threads) inherits this mask, so
@@ -195,6 +255,7 @@ int main(int argc, char **argv)
 	co_intake *intake = NULL;
 	co_query *qs = NULL;
 	co_http *hs = NULL;
+	co_forward *fwd = NULL;
 	int rc, exit_code = 1;
 	co_store_opts so = {.dir = data,
 	                    .map_size = map_size,
@@ -212,6 +273,13 @@ int main(int argc, char **argv)
 		tl_log(TL_LOG_ERROR, "collector.writer_failed", "err=\"%s\"", tl_strerror(rc));
 		goto out;
 	}
+	if (fo.url != NULL) {
+		if ((rc = co_forward_start(store, &fo, &fwd, &err)) != 0) {
+			tl_log(TL_LOG_ERROR, "collector.forward_failed", "err=\"%s\"", err.msg);
+			goto out;
+		}
+		co_writer_set_commit_fn(writer, co_forward_on_commit, fwd);
+	}
 	co_intake_opts io = {.url = listen};
 	if ((rc = co_intake_start(&io, writer, &intake, &err)) != 0) {
 		tl_log(TL_LOG_ERROR, "collector.listen_failed", "listen=%s err=\"%s\"", listen, err.msg);
@@ -223,7 +291,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (http != NULL) {
-		co_http_opts ho = {.listen = http};
+		co_http_opts ho = {.listen = http, .forward = fwd};
 		if ((rc = co_http_start(&ho, store, writer, &hs, &err)) != 0) {
 			tl_log(TL_LOG_ERROR, "collector.listen_failed", "http=%s err=\"%s\"", http, err.msg);
 			goto out;
@@ -247,7 +315,10 @@ out:
 		co_intake_stop(intake); /* everything received is committed and acked */
 	if (writer != NULL)
 		co_writer_stop(writer);
+	if (fwd != NULL)
+		co_forward_stop(fwd); /* the push in flight finishes (bounded), the cursor is saved */
 	co_http_stop(hs);
+	co_forward_free(fwd);
 	co_intake_free(intake);
 	co_query_free(qs);
 	co_writer_free(writer);

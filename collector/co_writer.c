@@ -30,6 +30,8 @@ struct co_writer {
 	pthread_mutex_t room_mu; /* held while room_fn runs */
 	void (*room_fn)(void *ud);
 	void *room_ud;
+	void (*commit_fn)(void *ud); /* under room_mu too */
+	void *commit_ud;
 	co_batch **group; /* group_max_batches slots */
 	co_write_req **reqs;
 	uint64_t dirty_since; /* mono ns of the first commit not yet fsynced; 0 when none */
@@ -50,6 +52,8 @@ static void complete(co_writer *w, co_write_req **reqs, size_t n, int rc)
 	w->queued_bytes -= freed;
 	pthread_mutex_unlock(&w->mu);
 	pthread_mutex_lock(&w->room_mu);
+	if (rc == 0 && w->commit_fn != NULL)
+		w->commit_fn(w->commit_ud);
 	if (w->room_fn != NULL)
 		w->room_fn(w->room_ud);
 	pthread_mutex_unlock(&w->room_mu);
@@ -211,6 +215,14 @@ void co_writer_set_room_fn(co_writer *w, void (*fn)(void *ud), void *ud)
 	pthread_mutex_lock(&w->room_mu);
 	w->room_fn = fn;
 	w->room_ud = ud;
+	pthread_mutex_unlock(&w->room_mu);
+}
+
+void co_writer_set_commit_fn(co_writer *w, void (*fn)(void *ud), void *ud)
+{
+	pthread_mutex_lock(&w->room_mu);
+	w->commit_fn = fn;
+	w->commit_ud = ud;
 	pthread_mutex_unlock(&w->room_mu);
 }
 

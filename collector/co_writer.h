@@ -61,6 +61,13 @@ int co_writer_submit(co_writer *w, co_write_req *r);
  */
 void co_writer_set_room_fn(co_writer *w, void (*fn)(void *ud), void *ud);
 
+/*
+ * Sets the function called on the writer thread after each commit that
+ * stored something (fn NULL: none), e.g. to wake the forwarder. Same rules
+ * as co_writer_set_room_fn: keep fn short and never block in it.
+ */
+void co_writer_set_commit_fn(co_writer *w, void (*fn)(void *ud), void *ud);
+
 /* True while the queued bytes are below the cap. Thread-safe. */
 bool co_writer_has_room(co_writer *w);
 

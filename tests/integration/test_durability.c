@@ -89,13 +89,6 @@ static int64_t mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-	}
-}
-
 static void sleep_until_us(int64_t t)
 {
 	int64_t d = t - mono_us();
@@ -420,9 +413,9 @@ static void *client(void *arg)
 		send_one(s, &a, &fd, i);
 		int st_i = s->reqs[i].status;
 		if (st_i < 0)
-			sleep_ms(20); /* agent down: do not spin on connection refused */
+			tk_sleep_ms(20); /* agent down: do not spin on connection refused */
 		else if ((st_i == 429 || st_i == 503) && s->backoff_ms > 0)
-			sleep_ms(s->backoff_ms);
+			tk_sleep_ms(s->backoff_ms);
 	}
 	if (fd >= 0)
 		close(fd);
@@ -471,14 +464,8 @@ static void send_serial(stream *s, int port, size_t from, size_t to)
 
 /* ---- fixture and stack control (test thread only) ---- */
 
-#define must(cond, ...)                                                                                                \
-	do {                                                                                                           \
-		if (!(cond)) {                                                                                         \
-			setenv("TL_TEST_KEEP", "1", 1); /* keep the dirs and logs for a post-mortem */                 \
-			tk_stack_dump_logs(&st);                                                                       \
-			cr_assert_fail(__VA_ARGS__);                                                                   \
-		}                                                                                                      \
-	} while (0)
+/* Fails the test, keeping the dirs and logs for a post-mortem. */
+#define must(cond, ...) TK_MUST(&st, cond, __VA_ARGS__)
 
 /* A failed check after which the test can still go on and show more: reported, the test fails at the end. */
 #define should(cond, ...)                                                                                              \
@@ -501,12 +488,7 @@ static void teardown(void)
 
 static void start_stack(const char *tag, char *const agent_args[])
 {
-	char why[512] = "";
-	int rc = tk_stack_start(&st, tag, agent_args, why, sizeof(why));
-	if (rc != 0) {
-		tk_stack_dump_logs(&st);
-		cr_assert_fail("cannot start collector + agent: %s (%s); logs in %s", why, tl_strerror(rc), st.dir);
-	}
+	TK_STACK_START(&st, tag, agent_args);
 }
 
 static void restart_collector(char *const args[])
@@ -549,30 +531,14 @@ static void wait_drained(int timeout_ms)
 		     timeout_ms, batches, metric("threadline_agent_batches_acked_total"),
 		     metric("threadline_agent_batches_sent_total"), metric("threadline_agent_batch_retries_total"),
 		     metric("threadline_agent_batches_dead"), st.dir);
-		sleep_ms(200);
+		tk_sleep_ms(200);
 	}
 	must(metric("threadline_agent_batches_dead") == 0, "the collector rejected %.0f batches",
 	     metric("threadline_agent_batches_dead"));
 }
 
 /* SIGTERM both daemons: each must exit 0 by itself, and no sanitizer may have reported anything. */
-static void stop_checked(void)
-{
-	tk_proc *ps[2] = {&st.agent, &st.collector};
-	for (int i = 0; i < 2; i++) {
-		int rc = tk_stop(ps[i], 20000);
-		if (rc != 0 || tk_exit_code(ps[i]) != 0) {
-			tk_stack_dump_logs(&st);
-			cr_assert_fail("%s did not exit cleanly on SIGTERM: %s, wait status 0x%x (logs in %s)",
-			               ps[i]->name, rc != 0 ? "had to be killed" : "non-zero exit", ps[i]->status,
-			               st.dir);
-		}
-		static const char *reports[] = {"runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer"};
-		for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++)
-			must(!tk_log_contains(ps[i], reports[k]), "%s logged a sanitizer report (\"%s\"); see %s",
-			     ps[i]->name, reports[k], ps[i]->err_path);
-	}
-}
+#define stop_checked() TK_STACK_STOP_CHECKED(&st, 20000)
 
 /* ---- reading the collector's store back ---- */
 
@@ -764,7 +730,7 @@ static void wait_done(stream *s, size_t target, int timeout_ms)
 	while (atomic_load(&s->done) < target) {
 		must(mono_us() < deadline, "stream stuck: %zu of %zu requests done after %d ms", atomic_load(&s->done),
 		     target, timeout_ms);
-		sleep_ms(5);
+		tk_sleep_ms(5);
 	}
 }
 
@@ -868,7 +834,7 @@ Test(durability, collector_kill9_five_times, .timeout = 400)
 		tk_kill(&st.collector);
 		fprintf(stderr, "collector_kill9: kill %d at %zu requests done, restart after %d ms\n", k + 1, at,
 		        delay_ms[k]);
-		sleep_ms(delay_ms[k]);
+		tk_sleep_ms(delay_ms[k]);
 		restart_collector(NULL);
 	}
 	stream_join(s);
@@ -937,7 +903,7 @@ Test(durability, agent_kill9, .timeout = 400)
 		double backlog = 0;
 		if (kind != PLAIN) {
 			tk_kill(&st.collector);
-			sleep_ms(kind == ACK_LOST ? 1000 : 700);
+			tk_sleep_ms(kind == ACK_LOST ? 1000 : 700);
 			backlog = metric("threadline_agent_spool_batches");
 			must(backlog >= 4, "kill %d: only %.0f batches spooled after the collector went down", k + 1,
 			     backlog);
@@ -947,11 +913,11 @@ Test(durability, agent_kill9, .timeout = 400)
 			int64_t deadline = mono_us() + 30000000;
 			double left = backlog;
 			while ((left = metric("threadline_agent_spool_batches")) >= backlog - 1 && mono_us() < deadline)
-				sleep_ms(1);
+				tk_sleep_ms(1);
 			must(left > 0 && left < backlog - 1,
 			     "kill %d: could not catch the agent draining (%.0f of %.0f left)", k + 1, left, backlog);
 			kill(st.agent.pid, SIGSTOP);
-			sleep_ms(500);
+			tk_sleep_ms(500);
 		}
 		size_t at = atomic_load(&s->done);
 		must(at < s->n, "kill %d: the stream ended before it (%zu done)", k + 1, at);
@@ -962,7 +928,7 @@ Test(durability, agent_kill9, .timeout = 400)
 		        "agent_kill9: kill %d (%s) at %zu requests done, backlog %.0f, %.0f spooled, restart after %d "
 		        "ms\n",
 		        k + 1, kind_names[kind], at, backlog, spooled, kills[k].delay_ms);
-		sleep_ms(kills[k].delay_ms);
+		tk_sleep_ms(kills[k].delay_ms);
 		restart_agent(agent_args);
 		if (kind == BACKLOG) {
 			must(metric("threadline_agent_spool_batches") >= spooled,
@@ -1014,7 +980,7 @@ Test(durability, collector_down_30s, .timeout = 400)
 	char *agent_args[] = {"--spool-max-bytes", "8388608", "--max-pending-bytes", "4194304", "--window", "4", NULL};
 	start_stack("dur-down", agent_args);
 	tk_kill(&st.collector);
-	sleep_ms(500);
+	tk_sleep_ms(500);
 	size_t base = 0;
 	must(tk_rss_anon(st.agent.pid, &base) == 0, "cannot read the agent's RssAnon");
 	size_t bound = base + pending_max + window * MIB + slack;

@@ -45,12 +45,7 @@ static tl_arena A;
 static void setup(void)
 {
 	tl_arena_init(&A, 64 * 1024, 0);
-	char why[512] = "";
-	int rc = tk_stack_start(&st, "e2e", NULL, why, sizeof(why));
-	if (rc != 0) {
-		tk_stack_dump_logs(&st);
-		cr_assert_fail("cannot start collector + agent: %s (%s); logs in %s", why, tl_strerror(rc), st.dir);
-	}
+	TK_STACK_START(&st, "e2e", NULL);
 }
 
 static void teardown(void)
@@ -59,37 +54,10 @@ static void teardown(void)
 	tl_arena_fini(&A);
 }
 
-/* Every test ends here: SIGTERM must make both daemons exit 0 on their own. */
-static void stop_checked(void)
-{
-	tk_proc *ps[2] = {&st.agent, &st.collector};
-	for (int i = 0; i < 2; i++) {
-		int rc = tk_stop(ps[i], 10000);
-		if (rc != 0 || tk_exit_code(ps[i]) != 0) {
-			tk_stack_dump_logs(&st);
-			cr_assert_fail("%s did not exit cleanly on SIGTERM: %s, wait status 0x%x (logs in %s)",
-			               ps[i]->name, rc != 0 ? "had to be killed" : "non-zero exit", ps[i]->status,
-			               st.dir);
-		}
-		/* Under -Db_sanitize the daemons report to their logs; any report fails the test. */
-		static const char *reports[] = {"runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer"};
-		for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++) {
-			if (tk_log_contains(ps[i], reports[k])) {
-				tk_stack_dump_logs(&st);
-				cr_assert_fail("%s logged a sanitizer report (\"%s\"); see %s", ps[i]->name, reports[k],
-				               ps[i]->err_path);
-			}
-		}
-	}
-}
+#define must(cond, ...) TK_MUST(&st, cond, __VA_ARGS__)
 
-#define must(cond, ...)                                                                                                \
-	do {                                                                                                           \
-		if (!(cond)) {                                                                                         \
-			tk_stack_dump_logs(&st);                                                                       \
-			cr_assert_fail(__VA_ARGS__);                                                                   \
-		}                                                                                                      \
-	} while (0)
+/* Every test ends here: SIGTERM must make both daemons exit 0 on their own, with no sanitizer report. */
+#define stop_checked() TK_STACK_STOP_CHECKED(&st, 10000)
 
 /* ---- building OTLP requests (all memory in the arena A) ---- */
 
@@ -909,27 +877,11 @@ static void send_pb(const tl_pb_export_req *req)
 	send_ok(CT_PB, buf, len);
 }
 
-/* A series' value in the agent's /metrics (exact name, no labels), or -1. */
-static long long agent_metric(const char *series)
-{
-	double v;
-	return tk_metric(st.http_port, series, &v) == 0 ? (long long)v : -1;
-}
-
-/*
- * 200 means committed to the agent's spool; the collector has it once the
- * spool is empty again. Waits for that (up to 20 s).
- */
+/* Waits (up to 20 s) until everything the agent accepted has reached the collector. */
 static void wait_delivered(void)
 {
-	for (int i = 0; i < 400; i++) {
-		if (agent_metric("threadline_agent_spool_batches") == 0 &&
-		    agent_metric("threadline_agent_pending_bytes") == 0)
-			return;
-		usleep(50 * 1000);
-	}
-	must(false, "the agent's spool did not drain within 20 s (spool_batches %lld)",
-	     agent_metric("threadline_agent_spool_batches"));
+	char why[256] = "";
+	must(tk_stack_wait_delivered(&st, 20000, why, sizeof(why)) == 0, "%s", why);
 }
 
 /* `threadline trace show` once everything sent so far has reached the collector. */

@@ -27,12 +27,7 @@ static tk_stack st;
 
 static void setup(void)
 {
-	char why[512] = "";
-	int rc = tk_stack_start(&st, "lineage", NULL, why, sizeof(why));
-	if (rc != 0) {
-		tk_stack_dump_logs(&st);
-		cr_assert_fail("cannot start collector + agent: %s (%s); logs in %s", why, tl_strerror(rc), st.dir);
-	}
+	TK_STACK_START(&st, "lineage", NULL);
 }
 
 static void teardown(void)
@@ -40,23 +35,8 @@ static void teardown(void)
 	tk_stack_stop(&st, 10000);
 }
 
-#define must(cond, ...)                                                                                                \
-	do {                                                                                                           \
-		if (!(cond)) {                                                                                         \
-			tk_stack_dump_logs(&st);                                                                       \
-			cr_assert_fail(__VA_ARGS__);                                                                   \
-		}                                                                                                      \
-	} while (0)
-
-static void stop_checked(void)
-{
-	tk_proc *ps[2] = {&st.agent, &st.collector};
-	for (int i = 0; i < 2; i++) {
-		int rc = tk_stop(ps[i], 10000);
-		must(rc == 0 && tk_exit_code(ps[i]) == 0, "%s did not exit cleanly on SIGTERM (wait status 0x%x)",
-		     ps[i]->name, ps[i]->status);
-	}
-}
+#define must(cond, ...) TK_MUST(&st, cond, __VA_ARGS__)
+#define stop_checked() TK_STACK_STOP_CHECKED(&st, 10000)
 
 /* POSTs body to the agent; returns the parsed JSON answer (caller decrefs) and the status in *status. */
 static json_t *post(const char *path, const char *body, int *status)
@@ -106,13 +86,8 @@ static double agent_metric(const char *series)
 /* Waits until the agent has delivered everything it accepted (its spool is empty). */
 static void wait_delivered(void)
 {
-	for (int i = 0; i < 400; i++) {
-		if (agent_metric("threadline_agent_spool_batches") == 0 &&
-		    agent_metric("threadline_agent_pending_bytes") == 0)
-			return;
-		usleep(50 * 1000);
-	}
-	must(false, "the agent did not deliver its spool within 20 s");
+	char why[256] = "";
+	must(tk_stack_wait_delivered(&st, 20000, why, sizeof(why)) == 0, "%s", why);
 }
 
 TestSuite(lineage, .init = setup, .fini = teardown, .timeout = 120);

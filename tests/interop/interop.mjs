@@ -18,20 +18,16 @@
 // training run to the raw input dataset:s3://warehouse:features.
 //
 //   node interop.mjs --exporter proto|http
-import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  binaries, cliJson, diff, dieWith, hrClock, hrToNs, requirePackages, run, showTrace, startStack, stopChecked,
+  waitDelivered,
+} from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-
-function die(msg) {
-  process.stderr.write(`interop: ${msg}\n`);
-  process.exit(1);
-}
+const die = dieWith('interop');
 
 // ---- arguments and environment ----
 
@@ -45,18 +41,8 @@ for (let i = 0; i < args.length; i++) {
 }
 if (exporterKind !== 'proto' && exporterKind !== 'http') die('--exporter must be proto or http');
 
-// A missing node_modules is a failure with a way out, never a silent skip.
-if (!fs.existsSync(path.join(here, 'node_modules', '@opentelemetry', 'sdk-trace-base'))) {
-  die(`the OpenTelemetry JS packages are not installed in ${here}/node_modules.\n` +
-      `Run:  (cd ${here} && npm ci)`);
-}
-
-const bins = {};
-for (const [key, env] of [['agent', 'TL_AGENT'], ['collector', 'TL_COLLECTOR'], ['cli', 'TL_CLI']]) {
-  bins[key] = process.env[env];
-  if (!bins[key]) die(`${env} is not set (run through 'meson test --suite interop')`);
-  if (!fs.existsSync(bins[key])) die(`${env}=${bins[key]} does not exist (build first)`);
-}
+requirePackages(here, ['@opentelemetry/sdk-trace-base'], die);
+const bins = binaries(die);
 
 const api = await import('@opentelemetry/api');
 const { BasicTracerProvider, BatchSpanProcessor, SimpleSpanProcessor, InMemorySpanExporter } =
@@ -68,75 +54,7 @@ const { OTLPTraceExporter } = exporterKind === 'proto'
   ? await import('@opentelemetry/exporter-trace-otlp-proto')
   : await import('@opentelemetry/exporter-trace-otlp-http');
 
-// ---- processes ----
-
-const started = [];
-let tmpDir = null;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function start(name, argv) {
-  const out = fs.openSync(path.join(tmpDir, `${name}.out`), 'a');
-  const err = fs.openSync(path.join(tmpDir, `${name}.err`), 'a');
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', out, err] });
-  fs.closeSync(out);
-  fs.closeSync(err);
-  const p = { name, child, errPath: path.join(tmpDir, `${name}.err`), exit: null };
-  child.on('exit', (code, signal) => { p.exit = { code, signal }; });
-  started.push(p);
-  return p;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitReady(p, needle, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const log = fs.existsSync(p.errPath) ? fs.readFileSync(p.errPath, 'utf8') : '';
-    if (log.includes(needle)) return;
-    if (p.exit) throw new Error(`${p.name} exited (${JSON.stringify(p.exit)}) before '${needle}':\n${log}`);
-    if (Date.now() > deadline) throw new Error(`${p.name}: no '${needle}' within ${timeoutMs} ms:\n${log}`);
-    await sleep(20);
-  }
-}
-
-async function stop(p, timeoutMs) {
-  if (p.exit) return p.exit;
-  p.child.kill('SIGTERM');
-  const deadline = Date.now() + timeoutMs;
-  while (!p.exit && Date.now() < deadline) await sleep(10);
-  if (!p.exit) {
-    p.child.kill('SIGKILL');
-    while (!p.exit) await sleep(10);
-    return { killed: true };
-  }
-  return p.exit;
-}
-
-function tail(p) {
-  const log = fs.existsSync(p.errPath) ? fs.readFileSync(p.errPath, 'utf8') : '';
-  return log.length > 3000 ? log.slice(-3000) : log;
-}
-
-// Last resort if something throws past the cleanup below.
-process.on('exit', () => {
-  for (const p of started) if (!p.exit) p.child.kill('SIGKILL');
-});
-
 // ---- expected values from what the SDK recorded ----
-
-const hrToNs = (hr) => (BigInt(hr[0]) * 1000000000n + BigInt(hr[1])).toString();
-const nsToHr = (ns) => [Number(ns / 1000000000n), Number(ns % 1000000000n)];
 
 // The CLI's JSON for an attribute value, following the OTLP mapping the exporters use.
 function anyJson(v) {
@@ -204,79 +122,6 @@ function expectedTrace(traceId, spans) {
   return { trace_id: traceId, spans: mine };
 }
 
-// ---- comparing ----
-
-// Every key of exp must be in act with an equal value; extra keys are allowed
-// except in attribute and resource maps.
-function diff(where, exp, act, strict, out) {
-  if (act === undefined) {
-    out.push(`${where}: missing (expected ${JSON.stringify(exp)})`);
-    return;
-  }
-  if (Array.isArray(exp)) {
-    if (!Array.isArray(act)) {
-      out.push(`${where}: expected an array, got ${JSON.stringify(act)}`);
-      return;
-    }
-    if (exp.length !== act.length) {
-      out.push(`${where}: expected ${exp.length} elements, got ${act.length}`);
-    }
-    for (let i = 0; i < Math.min(exp.length, act.length); i++) {
-      const label = exp[i] && typeof exp[i] === 'object' && typeof exp[i].name === 'string' ? ` "${exp[i].name}"` : '';
-      diff(`${where}[${i}${label}]`, exp[i], act[i], strict, out);
-    }
-    return;
-  }
-  if (exp !== null && typeof exp === 'object') {
-    if (act === null || typeof act !== 'object' || Array.isArray(act)) {
-      out.push(`${where}: expected an object, got ${JSON.stringify(act)}`);
-      return;
-    }
-    for (const k of Object.keys(exp)) {
-      diff(`${where}.${k}`, exp[k], act[k], strict || k === 'attributes' || k === 'resource', out);
-    }
-    if (strict) {
-      for (const k of Object.keys(act)) {
-        if (!(k in exp)) out.push(`${where}: unexpected key "${k}" = ${JSON.stringify(act[k])}`);
-      }
-    }
-    return;
-  }
-  if (exp !== act || typeof exp !== typeof act) {
-    out.push(`${where}: expected ${JSON.stringify(exp)}, got ${JSON.stringify(act)}`);
-  }
-}
-
-// A 200 from the agent means the spans are in its spool; they are in the collector once the
-// spool is empty again (threadline_agent_spool_batches 0). Waits up to 20 s for that.
-async function waitDelivered(httpPort) {
-  const deadline = Date.now() + 20000;
-  let last = '';
-  while (Date.now() < deadline) {
-    const r = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
-    const text = await r.text();
-    const m = /^threadline_agent_spool_batches (\d+)$/m.exec(text);
-    const p = /^threadline_agent_pending_bytes (\d+)$/m.exec(text);
-    if (!m || !p) throw new Error('agent /metrics lacks threadline_agent_spool_batches or _pending_bytes');
-    if (m[1] === '0' && p[1] === '0') return;
-    last = `${m[1]} batches spooled, ${p[1]} bytes pending`;
-    await sleep(50);
-  }
-  throw new Error(`the agent did not deliver its spool within 20 s (${last})`);
-}
-
-function showTrace(collectorUrl, traceId) {
-  const r = spawnSync(bins.cli, ['--collector', collectorUrl, 'trace', 'show', traceId, '--json'],
-                      { encoding: 'utf8', timeout: 20000 });
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`threadline trace show ${traceId} --json: exit ${r.status}\n${r.stderr}`);
-  try {
-    return JSON.parse(r.stdout);
-  } catch (e) {
-    throw new Error(`threadline trace show printed invalid JSON (${e.message}):\n${r.stdout}`);
-  }
-}
-
 // ---- lineage ----
 
 // The prediction the serving span reports, and the training run that made its model.
@@ -325,15 +170,8 @@ async function postTrainingRun(httpPort) {
 }
 
 function explainPrediction(collectorUrl, id) {
-  const argv = ['--collector', collectorUrl, 'lineage', 'explain', `prediction:${id}`, '--json'];
-  const r = spawnSync(bins.cli, argv, { encoding: 'utf8', timeout: 20000 });
-  if (r.error) throw r.error;
-  if (r.status !== 0) throw new Error(`threadline ${argv.join(' ')}: exit ${r.status}\n${r.stderr}`);
-  try {
-    return JSON.parse(r.stdout);
-  } catch (e) {
-    throw new Error(`threadline lineage explain printed invalid JSON (${e.message}):\n${r.stdout}`);
-  }
+  return cliJson(bins, ['--collector', collectorUrl, 'lineage', 'explain', `prediction:${id}`, '--json'],
+                 'threadline lineage explain');
 }
 
 // What explain must say: the SDK's trace, the model version, the COMPLETE training run, the raw input.
@@ -411,9 +249,7 @@ async function sendTrace(httpPort) {
   const tModel = model.getTracer('interop.model'); // no version
   const { SpanKind, SpanStatusCode, ROOT_CONTEXT, trace, propagation, defaultTextMapSetter, defaultTextMapGetter } = api;
 
-  // Explicit times (HrTime, nanosecond exact), close to now.
-  const base = BigInt(Date.now()) * 1000000n + 123457n;
-  const at = (ms, ns = 0) => nsToHr(base + BigInt(ms) * 1000000n + BigInt(ns));
+  const at = hrClock(123457);
 
   // A span in another trace, for a link (a training run, say).
   const train = tModel.startSpan('train model', { kind: SpanKind.INTERNAL, startTime: at(-60000) });
@@ -509,21 +345,8 @@ async function sendTrace(httpPort) {
 
 // ---- main ----
 
-let failed = false;
-try {
-  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), `tl-interop-${exporterKind}-`));
-  const [intake, query, http] = [await freePort(), await freePort(), await freePort()];
-  const collectorUrl = `tcp://127.0.0.1:${query}`;
-  fs.mkdirSync(path.join(tmpDir, 'data'));
-  fs.mkdirSync(path.join(tmpDir, 'spool'));
-  const collector = start('collector', [bins.collector, '--data', path.join(tmpDir, 'data'),
-                                        '--listen', `tcp://127.0.0.1:${intake}`, '--query', collectorUrl,
-                                        '--http', '127.0.0.1:0']);
-  await waitReady(collector, 'event=collector.ready', 15000);
-  const agent = start('agent', [bins.agent, '--collector', `tcp://127.0.0.1:${intake}`,
-                                '--http', `127.0.0.1:${http}`, '--spool', path.join(tmpDir, 'spool'),
-                                '--spool-max-bytes', '64MiB']);
-  await waitReady(agent, 'event=agent.ready', 15000);
+await run(`interop-${exporterKind}`, `interop(${exporterKind})`, async (dir) => {
+  const { collector, agent, collectorUrl, httpPort: http } = await startStack(bins, dir);
 
   await postTrainingRun(http);
   const sent = await sendTrace(http);
@@ -538,7 +361,7 @@ try {
     const exp = expectedTrace(traceId, sent.spans);
     let got;
     try {
-      got = showTrace(collectorUrl, traceId);
+      got = showTrace(bins, collectorUrl, traceId);
     } catch (e) {
       problems.push(e.message);
       continue;
@@ -568,27 +391,6 @@ try {
     problems.push(e.message);
   }
 
-  for (const p of [agent, collector]) {
-    const ex = await stop(p, 10000);
-    if (ex.killed || ex.code !== 0) problems.push(`${p.name} did not exit cleanly on SIGTERM: ${JSON.stringify(ex)}`);
-    // Under -Db_sanitize the daemons report to their logs; any report is a failure.
-    const log = fs.readFileSync(p.errPath, 'utf8');
-    for (const r of ['runtime error:', 'ERROR: AddressSanitizer', 'ERROR: LeakSanitizer']) {
-      if (log.includes(r)) problems.push(`${p.name} logged a sanitizer report ("${r}")`);
-    }
-  }
-  if (problems.length > 0) {
-    failed = true;
-    process.stderr.write(`interop(${exporterKind}) FAILED:\n- ${problems.join('\n- ')}\n`);
-    for (const p of started) process.stderr.write(`---- ${p.name} stderr ----\n${tail(p)}\n`);
-  }
-} catch (e) {
-  failed = true;
-  process.stderr.write(`interop(${exporterKind}) FAILED: ${e.stack ?? e}\n`);
-  for (const p of started) process.stderr.write(`---- ${p.name} stderr ----\n${tail(p)}\n`);
-} finally {
-  for (const p of started) await stop(p, 5000);
-  if (tmpDir && !failed && !process.env.TL_TEST_KEEP) fs.rmSync(tmpDir, { recursive: true, force: true });
-  else if (tmpDir) process.stderr.write(`interop: logs kept in ${tmpDir}\n`);
-}
-process.exit(failed ? 1 : 0);
+  await stopChecked([agent, collector], problems);
+  return problems;
+});

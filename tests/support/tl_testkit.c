@@ -28,12 +28,13 @@
 #include <unistd.h>
 
 #include <http_parser.h>
+#include <zlib.h>
 
 #include "tl_error.h"
 
 #define RUN_CAP ((size_t)64 << 20)
 
-static int64_t now_ms(void)
+int64_t tk_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -42,11 +43,11 @@ static int64_t now_ms(void)
 
 static int remaining_ms(int64_t deadline)
 {
-	int64_t r = deadline - now_ms();
+	int64_t r = deadline - tk_now_ms();
 	return r < 0 ? 0 : (int)r;
 }
 
-static void sleep_ms(int ms)
+void tk_sleep_ms(int ms)
 {
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -119,6 +120,61 @@ char *tk_read_file(const char *path, size_t *len)
 	return buf;
 }
 
+int tk_write_file(const char *path, const void *data, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	if (f == NULL)
+		return -errno;
+	int rc = len > 0 && fwrite(data, 1, len, f) != len ? -EIO : 0;
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
+/* One gzip member of data[0, len) appended to f. */
+static int gz_member(FILE *f, const unsigned char *data, size_t len)
+{
+	uLong cap = compressBound((uLong)len) + 64;
+	unsigned char *out = malloc(cap);
+	if (out == NULL)
+		return -ENOMEM;
+	z_stream z;
+	memset(&z, 0, sizeof(z));
+	int rc = TL_EINVALID;
+	if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK) {
+		z.next_in = (unsigned char *)(uintptr_t)data;
+		z.avail_in = (uInt)len;
+		z.next_out = out;
+		z.avail_out = (uInt)cap;
+		if (deflate(&z, Z_FINISH) == Z_STREAM_END)
+			rc = fwrite(out, 1, z.total_out, f) == z.total_out ? 0 : -EIO;
+		deflateEnd(&z);
+	}
+	free(out);
+	return rc;
+}
+
+int tk_write_gz(const char *path, const void *data, size_t len, int members)
+{
+	if (members < 1)
+		return TL_EINVALID;
+	FILE *f = fopen(path, "wb");
+	if (f == NULL)
+		return -errno;
+	const unsigned char *p = data;
+	size_t per = len / (size_t)members + 1;
+	int rc = 0;
+	size_t off = 0;
+	do {
+		size_t n = len - off < per ? len - off : per;
+		rc = gz_member(f, p + off, n);
+		off += n;
+	} while (rc == 0 && off < len);
+	if (fclose(f) != 0 && rc == 0)
+		rc = -errno;
+	return rc;
+}
+
 /* ---- ports ---- */
 
 static void loopback(struct sockaddr_in *sa, int port)
@@ -144,6 +200,27 @@ int tk_free_port(void)
 	return rc != 0 ? rc : ntohs(sa.sin_port);
 }
 
+int tk_listen(int port, int *bound)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in sa;
+	loopback(&sa, port);
+	socklen_t sl = sizeof(sa);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 16) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	if (bound != NULL)
+		*bound = ntohs(sa.sin_port);
+	return fd;
+}
+
 int tk_connect(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -163,16 +240,16 @@ int tk_connect(int port)
 
 int tk_wait_port(int port, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = tk_now_ms() + timeout_ms;
 	for (;;) {
 		int fd = tk_connect(port);
 		if (fd >= 0) {
 			close(fd);
 			return 0;
 		}
-		if (now_ms() >= deadline)
+		if (tk_now_ms() >= deadline)
 			return TL_ETIMEOUT;
-		sleep_ms(20);
+		tk_sleep_ms(20);
 	}
 }
 
@@ -248,25 +325,25 @@ bool tk_log_contains(const tk_proc *p, const char *needle)
 
 int tk_wait_log(tk_proc *p, const char *needle, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = tk_now_ms() + timeout_ms;
 	for (;;) {
 		if (tk_log_contains(p, needle))
 			return 0;
 		if (!tk_alive(p))
 			return tk_log_contains(p, needle) ? 0 : -ECHILD;
-		if (now_ms() >= deadline)
+		if (tk_now_ms() >= deadline)
 			return TL_ETIMEOUT;
-		sleep_ms(20);
+		tk_sleep_ms(20);
 	}
 }
 
 static int wait_exit(tk_proc *p, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = tk_now_ms() + timeout_ms;
 	while (tk_alive(p)) {
-		if (now_ms() >= deadline)
+		if (tk_now_ms() >= deadline)
 			return TL_ETIMEOUT;
-		sleep_ms(10);
+		tk_sleep_ms(10);
 	}
 	return 0;
 }
@@ -370,7 +447,7 @@ int tk_run(char *const argv[], int timeout_ms, tk_output *o)
 	struct pollfd pf[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
 	sink *sinks[2] = {&so, &se};
 	int open_fds = 2, rc = 0;
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = tk_now_ms() + timeout_ms;
 	while (open_fds > 0) {
 		int left = remaining_ms(deadline);
 		if (left == 0) {
@@ -580,7 +657,7 @@ int tk_http_read(int fd, int timeout_ms, tk_http_resp *r)
 	resp_ctx c = {.r = r};
 	hp.data = &c;
 	sink_add(&c.body, "", 0);
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = tk_now_ms() + timeout_ms;
 	int rc = 0;
 	bool any = false;
 	while (!c.done) {
@@ -658,7 +735,7 @@ void tk_http_resp_fini(tk_http_resp *r)
 
 int tk_wait_closed(int fd, int timeout_ms)
 {
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = tk_now_ms() + timeout_ms;
 	for (;;) {
 		struct pollfd pf = {.fd = fd, .events = POLLIN};
 		int left = remaining_ms(deadline);
@@ -695,6 +772,54 @@ void tk_stack_dump_logs(const tk_stack *s)
 		const char *tail = len > 3000 ? log + len - 3000 : log;
 		fprintf(stderr, "---- %s stderr (%s) ----\n%s\n", ps[i]->name, ps[i]->err_path, tail);
 		free(log);
+	}
+}
+
+int tk_stack_stop_checked(tk_stack *s, int timeout_ms, char *why, size_t cap)
+{
+	static const char *const reports[] = {"runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer"};
+	tk_proc *ps[2] = {&s->agent, &s->collector};
+	for (int i = 0; i < 2; i++) {
+		int rc = tk_stop(ps[i], timeout_ms);
+		if (rc != 0 || tk_exit_code(ps[i]) != 0) {
+			snprintf(why, cap, "%s did not exit cleanly on SIGTERM: %s, wait status 0x%x (logs in %s)",
+			         ps[i]->name, rc != 0 ? "had to be killed" : "non-zero exit", ps[i]->status, s->dir);
+			return rc != 0 ? rc : TL_EINVALID;
+		}
+		for (size_t k = 0; k < sizeof(reports) / sizeof(reports[0]); k++) {
+			if (tk_log_contains(ps[i], reports[k])) {
+				snprintf(why, cap, "%s logged a sanitizer report (\"%s\"); see %s", ps[i]->name,
+				         reports[k], ps[i]->err_path);
+				return TL_EINVALID;
+			}
+		}
+	}
+	return 0;
+}
+
+int tk_stack_wait_delivered(const tk_stack *s, int timeout_ms, char *why, size_t cap)
+{
+	int64_t deadline = tk_now_ms() + timeout_ms;
+	for (;;) {
+		double batches = -1, pending = -1;
+		int rc = tk_metric(s->http_port, "threadline_agent_spool_batches", &batches);
+		if (rc == 0)
+			rc = tk_metric(s->http_port, "threadline_agent_pending_bytes", &pending);
+		if (rc == 0 && batches == 0 && pending == 0)
+			return 0;
+		if (tk_now_ms() >= deadline) {
+			if (rc != 0)
+				snprintf(why, cap,
+				         "the agent's /metrics did not say its spool was empty within %d ms: %s",
+				         timeout_ms, tl_strerror(rc));
+			else
+				snprintf(why, cap,
+				         "the agent did not deliver its spool within %d ms: %.0f batches spooled, %.0f "
+				         "bytes pending",
+				         timeout_ms, batches, pending);
+			return TL_ETIMEOUT;
+		}
+		tk_sleep_ms(50);
 	}
 }
 
@@ -873,7 +998,7 @@ static int start_daemon(tk_stack *s, tk_proc *p, const char *name, char *const a
 		snprintf(why, cap, "%s is still running (pid %d)", name, (int)p->pid);
 		return TL_EINVALID;
 	}
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = tk_now_ms() + timeout_ms;
 	for (;;) {
 		char err_path[TK_PATH_MAX + 80];
 		snprintf(err_path, sizeof(err_path), "%s/%s.err", s->dir, name);
@@ -891,21 +1016,21 @@ static int start_daemon(tk_stack *s, tk_proc *p, const char *name, char *const a
 				return 0;
 			if (!tk_alive(p))
 				break;
-			if (now_ms() >= deadline) {
+			if (tk_now_ms() >= deadline) {
 				tk_kill(p);
 				snprintf(why, cap, "%s not ready after %d ms", name, timeout_ms);
 				return TL_ETIMEOUT;
 			}
-			sleep_ms(20);
+			tk_sleep_ms(20);
 		}
 		if (tk_log_count(p, ready) > before)
 			return 0; /* ready, then exited: let the caller see the exit */
-		if (!port_clash_since(err_path, offset) || now_ms() >= deadline) {
+		if (!port_clash_since(err_path, offset) || tk_now_ms() >= deadline) {
 			snprintf(why, cap, "%s exited before it was ready (exit %d, wait status 0x%x)", name,
 			         tk_exit_code(p), p->status);
 			return -ECHILD;
 		}
-		sleep_ms(100);
+		tk_sleep_ms(100);
 	}
 }
 

@@ -9,13 +9,23 @@
  * of the project; none of them logs.
  *
  * Binary paths come from the environment (TK_ENV_AGENT, ...), set by meson.
+ *
+ * The TK_* macros at the end are the Criterion glue the integration suites
+ * share (a checked start, a checked stop, a failure that keeps the logs):
+ * they expand to cr_assert_fail(), so only files that include
+ * <criterion/criterion.h> may use them; the library itself does not link
+ * Criterion (the benchmarks use it too).
  */
 #ifndef TL_TESTKIT_H
 #define TL_TESTKIT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
+
+#include "tl_error.h"
 
 #define TK_ENV_AGENT "TL_AGENT"
 #define TK_ENV_COLLECTOR "TL_COLLECTOR"
@@ -28,6 +38,14 @@
  * another): the spool reserves 1.5 times it on disk, and tests run two at a time.
  */
 #define TK_SPOOL_MAX "128MiB"
+
+/* ---- time ---- */
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t tk_now_ms(void);
+
+/* Sleeps ms milliseconds (resumed when a signal interrupts it). */
+void tk_sleep_ms(int ms);
 
 /* ---- files and directories ---- */
 
@@ -47,10 +65,28 @@ int tk_rmrf(const char *path);
  */
 char *tk_read_file(const char *path, size_t *len);
 
+/* Writes data (len bytes, borrowed) to path, replacing it. Returns 0 or -errno. */
+int tk_write_file(const char *path, const void *data, size_t len);
+
+/*
+ * Writes data gzip-compressed to path, replacing it, as `members` gzip
+ * members one after the other (what `cat a.gz b.gz` gives; members >= 1).
+ * Empty data gives one empty member. Compressed with zlib, not with the
+ * project's code. Returns 0, -errno, or TL_EINVALID when zlib fails.
+ */
+int tk_write_gz(const char *path, const void *data, size_t len, int members);
+
 /* ---- ports ---- */
 
 /* A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read it, close). Returns it or -errno. */
 int tk_free_port(void);
+
+/*
+ * A listening TCP socket on 127.0.0.1:port (0: any free port; SO_REUSEADDR,
+ * close-on-exec, backlog 16), for servers written in tests. The bound port
+ * goes to *bound (may be NULL). Returns the fd (caller closes it) or -errno.
+ */
+int tk_listen(int port, int *bound);
 
 /*
  * Waits until a TCP connect to 127.0.0.1:port succeeds. Returns 0, or
@@ -228,6 +264,25 @@ int tk_stack_start(tk_stack *s, const char *tag, char *const extra_agent_args[],
  */
 int tk_stack_stop(tk_stack *s, int timeout_ms);
 
+/*
+ * SIGTERMs agent then collector (timeout_ms each): each must exit 0 by
+ * itself, and its stderr must hold no sanitizer report (under -Db_sanitize
+ * the daemons report there). Stops at the first that does not, with a reason
+ * in why (cap bytes): returns TL_ETIMEOUT if it had to be killed,
+ * TL_EINVALID for a non-zero exit or a report, 0 when both were clean. The
+ * temp dir stays (tk_stack_stop() removes it).
+ */
+int tk_stack_stop_checked(tk_stack *s, int timeout_ms, char *why, size_t cap);
+
+/*
+ * A 200 from the agent means committed to its spool; the collector has the
+ * data once the spool is empty again. Polls the agent's /metrics until
+ * threadline_agent_spool_batches and threadline_agent_pending_bytes are
+ * both 0. Returns 0, or TL_ETIMEOUT after timeout_ms with the last values
+ * (or the last error reading them) in why (cap bytes).
+ */
+int tk_stack_wait_delivered(const tk_stack *s, int timeout_ms, char *why, size_t cap);
+
 /* Writes the last lines of the agent's and the collector's stderr to stderr (for failure messages). */
 void tk_stack_dump_logs(const tk_stack *s);
 
@@ -285,5 +340,38 @@ int tk_metric(int port, const char *series, double *value);
  * missing.
  */
 int tk_rss_anon(pid_t pid, size_t *bytes);
+
+/* ---- Criterion glue (see the top of this file) ---- */
+
+/*
+ * Fails the test when cond is false: keeps the stack's temp dir for a
+ * post-mortem (TL_TEST_KEEP, in this test's worker process only), writes
+ * the daemons' last log lines to stderr, then cr_assert_fail(__VA_ARGS__).
+ */
+#define TK_MUST(s, cond, ...)                                                                                          \
+	do {                                                                                                           \
+		if (!(cond)) {                                                                                         \
+			setenv("TL_TEST_KEEP", "1", 1);                                                                \
+			tk_stack_dump_logs(s);                                                                         \
+			cr_assert_fail(__VA_ARGS__);                                                                   \
+		}                                                                                                      \
+	} while (0)
+
+/* tk_stack_start() for a test's .init: fails the test, with the logs, when the stack does not come up. */
+#define TK_STACK_START(s, tag, extra_agent_args)                                                                       \
+	do {                                                                                                           \
+		char tk_why_[512] = "";                                                                                \
+		int tk_rc_ = tk_stack_start((s), (tag), (extra_agent_args), tk_why_, sizeof(tk_why_));                 \
+		TK_MUST((s), tk_rc_ == 0, "cannot start collector + agent: %s (%s); logs in %s", tk_why_,              \
+		        tl_strerror(tk_rc_), (s)->dir);                                                                \
+	} while (0)
+
+/* tk_stack_stop_checked() as the last step of a test: fails it, with the logs, when a daemon was not clean. */
+#define TK_STACK_STOP_CHECKED(s, timeout_ms)                                                                           \
+	do {                                                                                                           \
+		char tk_why_[1024] = "";                                                                               \
+		int tk_rc_ = tk_stack_stop_checked((s), (timeout_ms), tk_why_, sizeof(tk_why_));                       \
+		TK_MUST((s), tk_rc_ == 0, "%s", tk_why_);                                                              \
+	} while (0)
 
 #endif
