@@ -1888,7 +1888,7 @@ static json_t *node_id_json(graph *g, uint64_t nid)
 	int64_t i = node_find(g, nid);
 	if (i >= 0)
 		return jstr(qn_id(&g->n[i]));
-	st_node *r;
+	st_node *r = NULL;
 	return read_node(g, nid, &r) == 0 ? jstr(r->id) : json_null();
 }
 
@@ -2168,7 +2168,7 @@ static int add_root(graph *g, const co_lineage_id *id, const char *norm, size_t 
 	if (id->type == CO_LIN_PREDICTION) {
 		idkey pk;
 		key_of(id->name, id->name_len, &pk);
-		st_pred *p;
+		st_pred *p = NULL;
 		if ((rc = read_pred(g, &pk, &p)) != 0)
 			return rc == TL_ENOTFOUND ? not_found(err, norm, 0, 0)
 			                          : tl_errf(err, rc, "%s: %s", norm, tl_strerror(rc));

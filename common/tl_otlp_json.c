@@ -230,6 +230,13 @@ static int get_bytes(jctx *c, const ProtobufCFieldDescriptor *f, json_t *v, Prot
 		out->len = n / 2;
 		return 0;
 	}
+	/* libsodium 1.0.18 takes any byte above 0x7f for a base64 digit: check the alphabet first. */
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '+' ||
+		      ch == '/' || ch == '-' || ch == '_' || ch == '='))
+			return bad(c, TL_EPARSE, "expected base64");
+	}
 	size_t max = n / 4 * 3 + 3;
 	uint8_t *p = jalloc(c, max);
 	if (p == NULL)

@@ -576,6 +576,12 @@ Test(otlp, json_errors_name_the_path)
 	expect_json_error(SPANS_PRE "{\"attributes\":{}}]}]}]}", TL_EPARSE, "spans[2].attributes: expected array");
 	expect_json_error(SPANS_PRE "{\"attributes\":[{\"key\":\"k\",\"value\":{\"bytesValue\":\"!!\"}}]}]}]}]}",
 	                  TL_EPARSE, "spans[2].attributes[0].value.bytesValue: expected base64");
+	/* libsodium 1.0.18 takes bytes above 0x7f for base64 digits: "Ø" (c3 98) and U+0600 (d8 80) are none. */
+	expect_json_error(SPANS_PRE "{\"attributes\":[{\"key\":\"k\",\"value\":{\"bytesValue\":\"AA\\u00d8\"}}]}]}]}]}",
+	                  TL_EPARSE, "spans[2].attributes[0].value.bytesValue: expected base64");
+	expect_json_error(SPANS_PRE
+	                  "{\"attributes\":[{\"key\":\"k\",\"value\":{\"bytesValue\":\"AAAAAA\\u0600\"}}]}]}]}]}",
+	                  TL_EPARSE, "spans[2].attributes[0].value.bytesValue: expected base64");
 	expect_json_error(SPANS_PRE "{\"attributes\":[{\"key\":\"k\",\"value\":{\"boolValue\":1}}]}]}]}]}", TL_EPARSE,
 	                  "boolValue: expected true or false");
 	expect_json_error(SPANS_PRE
