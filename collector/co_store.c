@@ -789,38 +789,41 @@ static int put_start(co_store *s, MDB_txn *txn, uint64_t start, const uint8_t *i
 static int file_chunk(co_store *s, MDB_txn *txn, const tacc *t, uint64_t id)
 {
 	uint8_t homeb[8];
-	MDB_val hk = {16, (void *)t->id}, hv;
-	int rc = mdb_get(txn, s->trace_home, &hk, &hv);
 	bool fresh = false;
-	if (rc == 0) {
-		if (hv.mv_size != 8)
-			return MDB_CORRUPTED;
-		memcpy(homeb, hv.mv_data, 8);
-	} else if (rc != MDB_NOTFOUND) {
-		return rc;
-	} else if (id_free(t->id)) {
-		/* An all-zero id (invalid in OTLP, but not refused upstream) cannot live in the
-		 * in-memory table, whose free slots are zero: its home goes straight to trace_home. */
-		fresh = true;
-		tl_put_be64(homeb, id);
-		hv = (MDB_val){8, homeb};
-		if ((rc = mdb_put(txn, s->trace_home, &hk, &hv, 0)) != 0)
-			return rc;
+	int rc;
+	/* A trace still arriving is in the live generation: no B-tree lookup for it. */
+	hment *e = id_free(t->id) ? NULL : (hment *)gen_find(s->pend, t->id);
+	if (e != NULL && e->home != UINT64_MAX) {
+		tl_put_be64(homeb, e->home);
 	} else {
-		/* Not flushed yet: the live generation has it, or this chunk is its home. */
-		hment *e = (hment *)gen_find(s->pend, t->id);
-		fresh = e == NULL || e->home == UINT64_MAX;
-		if (!fresh) {
-			tl_put_be64(homeb, e->home);
-		} else if (e != NULL) { /* a rolled-back entry's slot */
-			pthread_mutex_lock(&s->hm_mu);
-			e->home = id;
-			pthread_mutex_unlock(&s->hm_mu);
-		} else if ((rc = home_add(s, t->id, id)) != 0) {
+		MDB_val hk = {16, (void *)t->id}, hv;
+		rc = mdb_get(txn, s->trace_home, &hk, &hv);
+		if (rc == 0) {
+			if (hv.mv_size != 8)
+				return MDB_CORRUPTED;
+			memcpy(homeb, hv.mv_data, 8);
+		} else if (rc != MDB_NOTFOUND) {
 			return rc;
-		}
-		if (fresh)
+		} else if (id_free(t->id)) {
+			/* An all-zero id (invalid in OTLP, but not refused upstream) cannot live in the
+			 * in-memory table, whose free slots are zero: its home goes straight to trace_home. */
+			fresh = true;
 			tl_put_be64(homeb, id);
+			hv = (MDB_val){8, homeb};
+			if ((rc = mdb_put(txn, s->trace_home, &hk, &hv, 0)) != 0)
+				return rc;
+		} else {
+			/* A new trace: this chunk is its home, kept in memory until the next flush. */
+			fresh = true;
+			tl_put_be64(homeb, id);
+			if (e != NULL) { /* the slot of an entry an aborted transaction added */
+				pthread_mutex_lock(&s->hm_mu);
+				e->home = id;
+				pthread_mutex_unlock(&s->hm_mu);
+			} else if ((rc = home_add(s, t->id, id)) != 0) {
+				return rc;
+			}
+		}
 	}
 	uint8_t ck[CHUNKS_KEY_LEN];
 	memcpy(ck, homeb, 8);
