@@ -750,6 +750,16 @@ void co_index_discard(co_index_db *db)
 	tl_arena_reset(&db->vals);
 }
 
+int co_index_clear(co_index_db *db, MDB_txn *txn)
+{
+	MDB_dbi all[] = {db->svc, db->op, db->err, db->attr, db->dur, db->cat};
+	int rc = 0;
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]) && rc == 0; i++)
+		rc = mdb_drop(txn, all[i], 0);
+	co_index_discard(db);
+	return rc;
+}
+
 /* ---- reading a trace back (verification, dependencies) ---- */
 
 typedef struct rcache {

@@ -93,6 +93,9 @@ int co_index_flush(co_index_db *db, MDB_txn *txn);
 /* Forgets what co_index_put_trace() gathered: the transaction was aborted. */
 void co_index_discard(co_index_db *db);
 
+/* Empties every index database inside txn (a rebuild follows: the store's schema 1 migration). Returns an LMDB code. */
+int co_index_clear(co_index_db *db, MDB_txn *txn);
+
 /* ---- searches ---- */
 
 typedef struct co_search_attr {

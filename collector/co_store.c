@@ -423,7 +423,7 @@ static int open_dbis(co_store *s, const co_store_opts *o, tl_errmsg *err)
 			if (rc != 0) {
 				mdb_txn_abort(txn);
 				return tl_errf(err, rc < 0 ? rc : tl_err_from_lmdb(rc),
-				               "store schema 1: rebuilding the trace tables: %s",
+				               "store schema 1: rebuilding the trace tables and indexes: %s",
 				               rc < 0 ? tl_strerror(rc) : mdb_strerror(rc));
 			}
 			rc = MDB_NOTFOUND; /* write the new version below */
@@ -1639,46 +1639,56 @@ int co_store_counts_get(co_store *s, co_store_counts *out)
 
 /* ---- schema 1 ---- */
 
-/* Adds one stored chunk to the trace tables, as store_trace would have. */
+/* Adds one stored chunk to the trace tables and the search indexes, as store_trace would have. */
 static int refile(co_store *s, MDB_txn *txn, uint64_t id, const MDB_val *v)
 {
 	tl_arena_reset(&s->scratch);
 	st_chunk *ch = threadline__store__v1__chunk__unpack(tl_arena_allocator(&s->scratch), v->mv_size, v->mv_data);
 	if (ch == NULL || ch->trace_id.len != 16)
 		return 0; /* unreadable: co_store_scan_chunks reports it; its spans cannot be filed */
-	tacc t = {.id = ch->trace_id.data, .start = UINT64_MAX};
+	size_t n = 0;
+	for (size_t g = 0; g < ch->n_groups; g++)
+		n += ch->groups[g]->n_spans;
+	co_index_span *is = scratch_calloc(s, n, sizeof(*is));
+	if (n && is == NULL)
+		return ENOMEM;
+	tacc t = {.id = ch->trace_id.data, .start = UINT64_MAX, .count = (uint32_t)n};
+	size_t k = 0;
 	for (size_t g = 0; g < ch->n_groups; g++) {
 		const st_group *gr = ch->groups[g];
+		const tl_pb_resource *res = NULL;
+		MDB_val rk = {gr->resource_hash.len, gr->resource_hash.data}, rv;
+		if (gr->resource_hash.len == 16 && mdb_get(txn, s->resources, &rk, &rv) == 0)
+			res = opentelemetry__proto__resource__v1__resource__unpack(tl_arena_allocator(&s->scratch),
+			                                                           rv.mv_size, rv.mv_data);
+		const char *svc = service_name(res);
 		for (size_t i = 0; i < gr->n_spans; i++) {
-			const tl_pb_span *sp = gr->spans[i];
-			t.count++;
+			tl_pb_span *sp = gr->spans[i];
+			is[k++] = (co_index_span){sp, res, svc};
 			if (sp->start_time_unix_nano < t.start)
 				t.start = sp->start_time_unix_nano;
 			if (sp->end_time_unix_nano > t.end)
 				t.end = sp->end_time_unix_nano;
 			if (sp->status != NULL && sp->status->code == TL_PB_STATUS_ERROR)
 				t.errors++;
-			if (t.has_root || !is_root(sp))
-				continue;
-			t.has_root = true;
-			t.root_name = sp->name;
-			MDB_val rk = {gr->resource_hash.len, gr->resource_hash.data}, rv;
-			if (mdb_get(txn, s->resources, &rk, &rv) == 0) {
-				tl_pb_resource *r = opentelemetry__proto__resource__v1__resource__unpack(
-				        tl_arena_allocator(&s->scratch), rv.mv_size, rv.mv_data);
-				t.root_service = service_name(r);
+			if (!t.has_root && is_root(sp)) {
+				t.has_root = true;
+				t.root_name = sp->name;
+				t.root_service = svc;
 			}
 		}
 	}
 	if (t.count == 0)
 		t.start = 0;
-	return file_chunk(s, txn, &t, id);
+	int rc = co_index_put_trace(s->ix, txn, &s->scratch, t.id, id, is, n);
+	return rc != 0 ? rc : file_chunk(s, txn, &t, id);
 }
 
 /*
  * Schema 1 kept the trace tables keyed by trace id (trace_idx, traces,
- * time_idx). They are dropped and rebuilt from `spans` in the opening
- * transaction: a crash part way leaves schema 1 as it was.
+ * time_idx), and its search indexes used other time buckets. Both are
+ * dropped and rebuilt from `spans` in the opening transaction: a crash part
+ * way leaves schema 1 as it was.
  */
 static int migrate_v1(co_store *s, MDB_txn *txn)
 {
@@ -1693,12 +1703,13 @@ static int migrate_v1(co_store *s, MDB_txn *txn)
 		if (rc != 0)
 			return rc;
 	}
+	/* The search indexes of schema 1 had other time buckets: they are rebuilt too. */
+	int rc = co_index_clear(s->ix, txn);
 	MDB_cursor *c;
-	int rc = mdb_cursor_open(txn, s->spans, &c);
-	if (rc != 0)
+	if (rc != 0 || (rc = mdb_cursor_open(txn, s->spans, &c)) != 0)
 		return rc;
 	MDB_val k, v;
-	uint64_t mark = 0;
+	uint64_t mark = 0, filed = 0;
 	rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
 	while (rc == 0) {
 		if (k.mv_size == 8) {
@@ -1706,14 +1717,23 @@ static int migrate_v1(co_store *s, MDB_txn *txn)
 			if ((rc = refile(s, txn, mark - 1, &v)) != 0)
 				break;
 		}
-		/* The homes go into trace_home as they would in service, a sorted pass at a time. */
+		/* Index blocks and homes are written as they would be in service, a pass at a time. */
+		if (++filed % 1024 == 0) {
+			rc = co_index_flush(s->ix, txn);
+			co_index_discard(s->ix);
+			if (rc != 0)
+				break;
+		}
 		if (s->pend->n >= s->flush_at &&
 		    ((rc = flush_homes(s, txn, mark)) != 0 || (rc = gen_rebuild(s->pend, s->pend->cap, 0)) != 0))
 			break;
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
 	mdb_cursor_close(c);
-	if (rc == MDB_NOTFOUND && (rc = flush_homes(s, txn, mark)) == 0)
+	if (rc == MDB_NOTFOUND)
+		rc = co_index_flush(s->ix, txn);
+	co_index_discard(s->ix);
+	if (rc == 0 && (rc = flush_homes(s, txn, mark)) == 0)
 		rc = gen_rebuild(s->pend, s->pend->cap, 0);
 	tl_arena_reset(&s->scratch);
 	return rc;

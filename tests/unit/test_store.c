@@ -5,6 +5,7 @@
  * reopening, stale readers, undecodable batches; and one end-to-end run of
  * writer + intake + query over nng on loopback.
  */
+#include "co_index.h"
 #include "co_intake.h"
 #include "co_query.h"
 #include "co_store.h"
@@ -674,6 +675,13 @@ static void make_schema_1(void)
 		MDB_val k = {5, "stale"}, v = {0, NULL};
 		cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
 	}
+	/* Schema 1's indexes had other time buckets: leave them unusable, a rebuild must follow. */
+	static const char *const ix[] = {"ix_svc", "ix_op", "ix_err", "ix_attr", "ix_dur", "ix_cat"};
+	for (size_t i = 0; i < 6; i++) {
+		MDB_dbi dbi;
+		cr_assert_eq(mdb_dbi_open(txn, ix[i], 0, &dbi), 0);
+		cr_assert_eq(mdb_drop(txn, dbi, 0), 0);
+	}
 	MDB_dbi meta;
 	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
 	uint8_t one[4] = {0, 0, 0, 1};
@@ -726,6 +734,21 @@ Test(store, schema_1_trace_tables_are_rebuilt_from_the_chunks)
 	cr_expect_eq(v.first[0], 0x30);
 	cr_expect_eq(v.start[0], 1000);
 	cr_expect_eq(v.first[1], 0x40);
+	/* The search indexes were rebuilt: by service, by operation, by minimum duration, by error. */
+	co_search_query q = {.service = "svc"};
+	co_search_result res;
+	tl_errmsg serr = {{0}};
+	cr_assert_eq(co_search(s, &q, &A, &res, &serr), 0, "%s", serr.msg);
+	cr_expect_eq(res.n, 2, "both traces by service");
+	q = (co_search_query){.service = "svc", .operation = "early"};
+	cr_assert_eq(co_search(s, &q, &A, &res, &serr), 0, "%s", serr.msg);
+	cr_expect(res.n == 1 && res.traces[0].trace_id[0] == 0x30, "the trace of operation 'early'");
+	q = (co_search_query){.min_duration_ns = 900};
+	cr_assert_eq(co_search(s, &q, &A, &res, &serr), 0, "%s", serr.msg);
+	cr_expect(res.n == 1 && res.traces[0].trace_id[0] == 0x30, "the 1000 ns span, any service");
+	q = (co_search_query){.error_only = true};
+	cr_assert_eq(co_search(s, &q, &A, &res, &serr), 0, "%s", serr.msg);
+	cr_expect_eq(res.n, 2, "both traces have an error");
 	/* The trace goes on growing where the rebuild left it. */
 	sp[0] = mk_span(0x30, 3, 1, "more", 7000, 8000, false);
 	commit1(s, batch_of(2, 4, r), CO_BATCH_OK);
