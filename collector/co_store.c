@@ -96,9 +96,10 @@ static size_t align_up(size_t v, size_t a)
  * A trace's first chunk is its home: trace id -> chunk id. Written one by
  * one, these would be the only puts of a commit at random places in a big
  * tree, and in LMDB each such put copies a leaf and its branches (about
- * 20 KB written per put into a 300,000-entry tree, measured). So the homes
- * of new traces are gathered in memory, where the committing thread and the
- * readers find them, and written into trace_home in one sorted pass per
+ * 20 KB of writes accounted to the process per put into a 300,000-entry
+ * tree, measured with /proc/self/io). So the homes of new traces are
+ * gathered in memory, where the committing thread and the readers find
+ * them, and written into trace_home in one sorted pass per
  * HOME_FLUSH_AT new traces, inside a commit, together with home_mark in
  * meta. After a crash the unflushed homes are found again by reading the
  * chunks from home_mark on: the first chunk of a trace that trace_home does
