@@ -9,6 +9,7 @@
 #ifndef CO_CLI_H
 #define CO_CLI_H
 
+#include "tl_buf.h"
 #include "tl_error.h"
 #include "tl_pb.h"
 
@@ -143,5 +144,26 @@ int co_cli_emit_build(const co_cli_emit_opts *o, uint64_t now_ns, char **json, t
 
 /* Writes a random (version 4) UUID, 36 lowercase characters and a NUL. Returns 0 or -errno. */
 int co_cli_uuid4(char out[37]);
+
+/* An HTTP answer read by co_cli_http_post_json(): its status and the first 64 KiB of its body. */
+typedef struct co_cli_http_answer {
+	int status;
+	bool done;
+	tl_buf body;
+} co_cli_http_answer;
+
+/*
+ * POSTs a JSON body (borrowed) to base_url (http://HOST[:PORT][/PREFIX]) +
+ * path with a small blocking HTTP/1.1 client. Returns 0 with *a filled in
+ * (caller frees a->body with tl_buf_fini()); TL_EUSAGE for a URL it cannot
+ * use; TL_ETRANSPORT when the peer cannot be reached or closed without
+ * answering; TL_ETIMEOUT when it did not answer in timeout_ms; TL_EPROTO for
+ * an unreadable answer. err says which.
+ */
+int co_cli_http_post_json(const char *base_url, const char *path, const char *body, size_t len, uint64_t timeout_ms,
+                          co_cli_http_answer *a, tl_errmsg *err);
+
+/* The reason in an error answer: its JSON "message" or "error", else the body's first line. */
+void co_cli_http_answer_reason(const co_cli_http_answer *a, char *buf, size_t cap);
 
 #endif

@@ -9,6 +9,7 @@
  * answer).
  */
 #include "co_cli.h"
+#include "co_cli_emit_span.h"
 
 #include "co_lineage.h"
 #include "tl_buf.h"
@@ -1460,11 +1461,7 @@ out:
 
 /* ---- emit lineage: a small blocking HTTP/1.1 client ---- */
 
-typedef struct http_answer {
-	int status;
-	bool done;
-	tl_buf body; /* the first ANSWER_MAX bytes */
-} http_answer;
+typedef co_cli_http_answer http_answer; /* body: the first ANSWER_MAX bytes */
 
 static int on_answer_body(http_parser *p, const char *at, size_t n)
 {
@@ -1802,14 +1799,27 @@ static int emit_lineage(co_cli *cli, int argc, char **argv)
 	return code;
 }
 
+int co_cli_http_post_json(const char *base_url, const char *path, const char *body, size_t len, uint64_t timeout_ms,
+                          co_cli_http_answer *a, tl_errmsg *err)
+{
+	return http_post_json(base_url, path, body, len, timeout_ms, a, err);
+}
+
+void co_cli_http_answer_reason(const co_cli_http_answer *a, char *buf, size_t cap)
+{
+	answer_reason(a, buf, cap);
+}
+
 int co_cli_emit(co_cli *cli, int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "lineage") == 0)
 		return emit_lineage(cli, argc, argv);
+	if (argc >= 2 && strcmp(argv[1], "span") == 0)
+		return co_cli_emit_span(cli, argc, argv);
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		fputs(emit_usage, stdout);
 		return CLI_OK;
 	}
-	fprintf(stderr, "threadline emit: expected a subcommand: lineage\n%s", emit_usage);
+	fprintf(stderr, "threadline emit: expected a subcommand: lineage or span\n%s", emit_usage);
 	return CLI_USAGE;
 }

@@ -1410,7 +1410,7 @@ Test(cli_lineage, emit_usage_errors_exit_2)
 		const char *says;
 	} cases[] = {
 	        {{"emit", NULL}, "expected a subcommand"},
-	        {{"emit", "span", NULL}, "expected a subcommand"},
+	        {{"emit", "spawn", NULL}, "expected a subcommand"},
 	        {{"emit", "lineage", "--event", "START", NULL}, "missing --job"},
 	        {{"emit", "lineage", "--job", "etl:load", NULL}, "missing --event"},
 	        {{"emit", "lineage", "--job", "etl:load", "--event", "COMPLETE", NULL}, "--run-id is required"},
