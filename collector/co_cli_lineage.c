@@ -1816,10 +1816,13 @@ int co_cli_emit(co_cli *cli, int argc, char **argv)
 		return emit_lineage(cli, argc, argv);
 	if (argc >= 2 && strcmp(argv[1], "span") == 0)
 		return co_cli_emit_span(cli, argc, argv);
+	static const char both[] =
+	        "usage: threadline emit lineage ...   one OpenLineage run event (emit lineage --help)\n"
+	        "       threadline emit span ...      one span for a shell step (emit span --help)\n";
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		fputs(emit_usage, stdout);
+		fputs(both, stdout);
 		return CLI_OK;
 	}
-	fprintf(stderr, "threadline emit: expected a subcommand: lineage or span\n%s", emit_usage);
+	fprintf(stderr, "threadline emit: expected a subcommand: lineage or span\n%s", both);
 	return CLI_USAGE;
 }
