@@ -7,6 +7,7 @@
  * chain of 100,000 spans costs no deeper C stack than a flat trace.
  */
 #include "co_analyze.h"
+#include "tl_otlp.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -31,21 +32,13 @@ uint64_t co_an_duration(const tl_pb_span *sp)
 
 bool co_an_is_error(const tl_pb_span *sp)
 {
-	return sp->status != NULL && sp->status->code == TL_PB_STATUS_ERROR;
+	return tl_otlp_span_failed(sp);
 }
 
 const char *co_an_service_name(const tl_pb_resource *r)
 {
-	if (r != NULL) {
-		for (size_t i = 0; i < r->n_attributes; i++) {
-			const tl_pb_keyvalue *kv = r->attributes[i];
-			if (kv != NULL && kv->key != NULL && strcmp(kv->key, "service.name") == 0 &&
-			    kv->value != NULL && kv->value->value_case == TL_PB_ANY_STRING &&
-			    kv->value->string_value != NULL)
-				return kv->value->string_value;
-		}
-	}
-	return "unknown_service";
+	const char *s = tl_otlp_service_name(r);
+	return s != NULL ? s : "unknown_service";
 }
 
 static int cmp_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)

@@ -70,6 +70,7 @@
  */
 #include "co_index.h"
 #include "tl_be.h"
+#include "tl_otlp.h"
 
 #include "store.pb-c.h"
 
@@ -216,24 +217,6 @@ static bool any_str(const tl_pb_anyvalue *v, char *buf, size_t cap, const char *
 	}
 	*s = buf;
 	return true;
-}
-
-static const char *service_name(const tl_pb_resource *r)
-{
-	if (r == NULL)
-		return NULL;
-	for (size_t i = 0; i < r->n_attributes; i++) {
-		const tl_pb_keyvalue *kv = r->attributes[i];
-		if (kv->key != NULL && strcmp(kv->key, "service.name") == 0 && kv->value != NULL &&
-		    kv->value->value_case == TL_PB_ANY_STRING)
-			return kv->value->string_value;
-	}
-	return NULL;
-}
-
-static bool is_error(const tl_pb_span *sp)
-{
-	return sp->status != NULL && sp->status->code == TL_PB_STATUS_ERROR;
 }
 
 /* The ix_dur key's duration class: 0 for 0, else 1 + floor(log2(d)). */
@@ -621,7 +604,7 @@ int co_index_put_trace(co_index_db *db, MDB_txn *txn, tl_arena *scratch, const u
 				e->dur_start = start;
 			}
 		}
-		if (is_error(sp) && agg_upd(&t, T_ERR, &none, &none, false, bucket, start) == NULL)
+		if (tl_otlp_span_failed(sp) && agg_upd(&t, T_ERR, &none, &none, false, bucket, start) == NULL)
 			return ENOMEM;
 
 		/* Attributes: the span's own, then its resource's for keys the span lacks. */
@@ -816,7 +799,7 @@ static int resolve(reader *r, const ProtobufCBinaryData *hash, const tl_pb_resou
 		                                                            v.mv_data);
 		if (*res == NULL)
 			return TL_ECORRUPT;
-		*svc = service_name(*res);
+		*svc = tl_otlp_service_name(*res);
 	} else if (rc != MDB_NOTFOUND) {
 		return tl_err_from_lmdb(rc);
 	}
@@ -952,11 +935,6 @@ static uint64_t tb_end_shift(uint64_t tb, unsigned shift)
 	return tb >= (UINT64_MAX >> shift) ? UINT64_MAX : (tb + 1) << shift;
 }
 
-static uint64_t tb_end(uint64_t tb)
-{
-	return tb_end_shift(tb, TB_SHIFT);
-}
-
 /* Returns 1 when id is new (and remembers it), 0 when seen, or -ENOMEM. */
 static int seen_add(search *S, const uint8_t *id)
 {
@@ -1020,7 +998,7 @@ static int match_span(void *ud, const tl_pb_span *sp, const char *svc, const tl_
 	uint64_t st = sp->start_time_unix_nano, d = span_dur(sp);
 	if (st < S->from || st >= S->to)
 		return 0;
-	if (q->error_only && !is_error(sp))
+	if (q->error_only && !tl_otlp_span_failed(sp))
 		return 0;
 	if ((q->min_duration_ns && d < q->min_duration_ns) || (q->max_duration_ns && d > q->max_duration_ns))
 		return 0;
@@ -1108,8 +1086,17 @@ static int consider_range(search *S, const uint8_t *val, bool base_proven)
 	return consider(S, val + 16, base_proven && inside);
 }
 
-/* Walks prefix || tb || chunk -> span range || trace_id, newest bucket first. */
-static int walk_timed(search *S, MDB_dbi dbi, const uint8_t *pre, size_t plen, bool base_proven)
+/* Called for each entry of a walk: returns 0 to go on, or a TL error. */
+typedef int (*entry_fn)(search *S, const MDB_val *v, const void *ud);
+
+/*
+ * Walks the keys prefix || tb || 8 bytes (tb: buckets of 2^shift ns),
+ * newest bucket first, over the search's time range, calling fn for each
+ * entry until a bucket is older than every kept trace, the budget runs out
+ * or the search is partial.
+ */
+static int walk_newest(search *S, MDB_dbi dbi, const uint8_t *pre, size_t plen, unsigned shift, entry_fn fn,
+                       const void *ud)
 {
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(S->txn, dbi, &c);
@@ -1117,20 +1104,20 @@ static int walk_timed(search *S, MDB_dbi dbi, const uint8_t *pre, size_t plen, b
 		return tl_err_from_lmdb(rc);
 	uint8_t seek[KEY_CAP];
 	memcpy(seek, pre, plen);
-	tl_put_be64(seek + plen, ((S->to - 1) >> TB_SHIFT) + 1);
-	uint64_t tb_lo = S->from >> TB_SHIFT;
+	tl_put_be64(seek + plen, ((S->to - 1) >> shift) + 1);
+	uint64_t tb_lo = S->from >> shift;
 	MDB_val k, v;
 	int ret = 0;
 	rc = seek_before(c, seek, plen + 8, &k, &v);
-	while (rc == 0 && ret == 0) {
+	while (rc == 0 && ret == 0 && !S->partial) {
 		const uint8_t *kp = k.mv_data;
 		if (k.mv_size < plen + TIMED_TAIL || memcmp(kp, pre, plen) != 0)
 			break;
 		uint64_t tb = tl_get_be64(kp + plen);
-		if (tb < tb_lo || top_closed(S, tb_end(tb)) || !budget(S))
+		if (tb < tb_lo || top_closed(S, tb_end_shift(tb, shift)) || !budget(S))
 			break;
-		if (k.mv_size == plen + TIMED_TAIL && v.mv_size == VAL_LEN)
-			ret = consider_range(S, v.mv_data, base_proven);
+		if (k.mv_size == plen + TIMED_TAIL)
+			ret = fn(S, &v, ud);
 		if (ret == 0)
 			rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
 	}
@@ -1138,6 +1125,13 @@ static int walk_timed(search *S, MDB_dbi dbi, const uint8_t *pre, size_t plen, b
 	if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
 		ret = tl_err_from_lmdb(rc);
 	return ret;
+}
+
+/* An entry prefix || tb || chunk -> span range || trace_id. */
+static int timed_entry(search *S, const MDB_val *v, const void *ud)
+{
+	const bool *base_proven = ud;
+	return v->mv_size == VAL_LEN ? consider_range(S, v->mv_data, *base_proven) : 0;
 }
 
 /*
@@ -1162,58 +1156,36 @@ static int rec_cmp(const uint8_t *b, size_t size, size_t off, const uint8_t *wan
 	return memcmp(b + off + 2, want + 2, wlen - 2);
 }
 
-/*
- * Walks ix_attr's blocks of one key (prefix lp(key)), newest bucket first,
- * finding the records of value want (lp() bytes) by binary search.
- */
-static int walk_blocks(search *S, MDB_dbi dbi, const uint8_t *pre, size_t plen, const uint8_t *want, size_t wlen,
-                       bool base_proven)
+typedef struct block_want {
+	const uint8_t *want; /* lp() bytes */
+	size_t wlen;
+	bool base_proven;
+} block_want;
+
+/* A block of ix_op or ix_attr: the records of the wanted value, found by binary search. */
+static int block_entry(search *S, const MDB_val *v, const void *ud)
 {
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(S->txn, dbi, &c);
-	if (rc != 0)
-		return tl_err_from_lmdb(rc);
-	uint8_t seek[KEY_CAP];
-	memcpy(seek, pre, plen);
-	tl_put_be64(seek + plen, ((S->to - 1) >> TB_BLK_SHIFT) + 1);
-	uint64_t tb_lo = S->from >> TB_BLK_SHIFT;
-	MDB_val k, v;
-	int ret = 0;
-	rc = seek_before(c, seek, plen + 8, &k, &v);
-	while (rc == 0 && ret == 0) {
-		const uint8_t *kp = k.mv_data;
-		if (k.mv_size != plen + 16 || memcmp(kp, pre, plen) != 0)
-			break;
-		uint64_t tb = tl_get_be64(kp + plen);
-		if (tb < tb_lo || top_closed(S, tb_end_shift(tb, TB_BLK_SHIFT)) || !budget(S))
-			break;
-		const uint8_t *b = v.mv_data;
-		size_t size = v.mv_size, count = size >= 4 ? tl_get_be32(b) : 0;
-		bool bad = size < 4 || count > (size - 4) / 4;
-		size_t lo = 0, hi = bad ? 0 : count;
-		while (lo < hi && !bad) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (rec_cmp(b, size, tl_get_be32(b + 4 + 4 * mid), want, wlen, &bad) < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (size_t i = lo; i < count && !bad && ret == 0; i++) {
-			size_t off = tl_get_be32(b + 4 + 4 * i);
-			if (rec_cmp(b, size, off, want, wlen, &bad) != 0 || bad)
-				break;
-			if (!budget(S))
-				break;
-			ret = consider_range(S, b + off + wlen + 8, base_proven);
-		}
-		if (ret == 0 && !S->partial)
-			rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+	const block_want *w = ud;
+	const uint8_t *b = v->mv_data;
+	size_t size = v->mv_size, count = size >= 4 ? tl_get_be32(b) : 0;
+	bool bad = size < 4 || count > (size - 4) / 4;
+	size_t lo = 0, hi = bad ? 0 : count;
+	while (lo < hi && !bad) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (rec_cmp(b, size, tl_get_be32(b + 4 + 4 * mid), w->want, w->wlen, &bad) < 0)
+			lo = mid + 1;
 		else
-			break;
+			hi = mid;
 	}
-	mdb_cursor_close(c);
-	if (ret == 0 && rc != 0 && rc != MDB_NOTFOUND)
-		ret = tl_err_from_lmdb(rc);
+	int ret = 0;
+	for (size_t i = lo; i < count && !bad && ret == 0; i++) {
+		size_t off = tl_get_be32(b + 4 + 4 * i);
+		if (rec_cmp(b, size, off, w->want, w->wlen, &bad) != 0 || bad)
+			break;
+		if (!budget(S))
+			break;
+		ret = consider_range(S, b + off + w->wlen + 8, w->base_proven);
+	}
 	return ret;
 }
 
@@ -1373,9 +1345,9 @@ static int run_search(search *S)
 		proven = i == cov_attr;
 	switch (how) {
 	case W_TIMED:
-		return walk_timed(S, dbi, pre, plen, proven);
+		return walk_newest(S, dbi, pre, plen, TB_SHIFT, timed_entry, &proven);
 	case W_BLOCKS:
-		return walk_blocks(S, dbi, pre, plen, tail, tlen, proven);
+		return walk_newest(S, dbi, pre, plen, TB_BLK_SHIFT, block_entry, &(block_want){tail, tlen, proven});
 	case W_DUR:
 		return walk_dur(S, pre, plen, proven);
 	default:

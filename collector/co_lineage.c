@@ -10,6 +10,7 @@
  */
 #include "co_lineage.h"
 #include "tl_be.h"
+#include "tl_otlp.h"
 
 #include "co_store.h"
 #include "store.pb-c.h"
@@ -1106,7 +1107,7 @@ static int span_run(wctx *w, const tl_pb_span *sp, const span_lin *l, const uint
 	}
 	if (span_is_root(sp)) {
 		uint64_t end = sp->end_time_unix_nano;
-		bool failed = sp->status != NULL && sp->status->code == TL_PB_STATUS_ERROR;
+		bool failed = tl_otlp_span_failed(sp);
 		if ((rc = state_put(w, run, t, TL_OL_START)) != 0)
 			return rc;
 		if (end >= t && end != 0 && (rc = state_put(w, run, end, failed ? TL_OL_FAIL : TL_OL_COMPLETE)) != 0)

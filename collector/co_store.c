@@ -12,6 +12,7 @@
  */
 #include "co_store.h"
 #include "tl_be.h"
+#include "tl_otlp.h"
 
 #include "co_index.h"
 #include "co_lineage.h"
@@ -709,19 +710,6 @@ typedef struct tacc {
 	bool has_root;
 } tacc;
 
-static const char *service_name(const tl_pb_resource *r)
-{
-	if (r == NULL)
-		return NULL;
-	for (size_t i = 0; i < r->n_attributes; i++) {
-		const tl_pb_keyvalue *kv = r->attributes[i];
-		if (kv->key != NULL && strcmp(kv->key, "service.name") == 0 && kv->value != NULL &&
-		    kv->value->value_case == TL_PB_ANY_STRING)
-			return kv->value->string_value;
-	}
-	return NULL;
-}
-
 static bool is_root(const tl_pb_span *sp)
 {
 	if (sp->parent_span_id.len == 0)
@@ -1033,7 +1021,7 @@ static int commit_batch(co_store *s, MDB_txn *txn, co_batch *b, uint64_t now_ns)
 		for (size_t i = 0; i < req->n_resource_spans; i++) {
 			tl_pb_resource_spans *rs = req->resource_spans[i];
 			uint8_t *hash = NULL;
-			const char *svc = service_name(rs->resource);
+			const char *svc = tl_otlp_service_name(rs->resource);
 			for (size_t j = 0; j < rs->n_scope_spans; j++) {
 				tl_pb_scope_spans *ss = rs->scope_spans[j];
 				if (ss->n_spans == 0)
@@ -1072,7 +1060,7 @@ static int commit_batch(co_store *s, MDB_txn *txn, co_batch *b, uint64_t now_ns)
 						t->start = sp->start_time_unix_nano;
 					if (sp->end_time_unix_nano > t->end)
 						t->end = sp->end_time_unix_nano;
-					if (sp->status != NULL && sp->status->code == TL_PB_STATUS_ERROR)
+					if (tl_otlp_span_failed(sp))
 						t->errors++;
 					if (!t->has_root && is_root(sp)) {
 						t->has_root = true;
@@ -1662,7 +1650,7 @@ static int refile(co_store *s, MDB_txn *txn, uint64_t id, const MDB_val *v)
 		if (gr->resource_hash.len == 16 && mdb_get(txn, s->resources, &rk, &rv) == 0)
 			res = opentelemetry__proto__resource__v1__resource__unpack(tl_arena_allocator(&s->scratch),
 			                                                           rv.mv_size, rv.mv_data);
-		const char *svc = service_name(res);
+		const char *svc = tl_otlp_service_name(res);
 		for (size_t i = 0; i < gr->n_spans; i++) {
 			tl_pb_span *sp = gr->spans[i];
 			is[k++] = (co_index_span){sp, res, svc};
@@ -1670,7 +1658,7 @@ static int refile(co_store *s, MDB_txn *txn, uint64_t id, const MDB_val *v)
 				t.start = sp->start_time_unix_nano;
 			if (sp->end_time_unix_nano > t.end)
 				t.end = sp->end_time_unix_nano;
-			if (sp->status != NULL && sp->status->code == TL_PB_STATUS_ERROR)
+			if (tl_otlp_span_failed(sp))
 				t.errors++;
 			if (!t.has_root && is_root(sp)) {
 				t.has_root = true;

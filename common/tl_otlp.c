@@ -62,6 +62,22 @@ size_t tl_otlp_count_spans(const tl_pb_export_req *req)
 	return n;
 }
 
+const char *tl_otlp_service_name(const tl_pb_resource *r)
+{
+	for (size_t i = 0; r != NULL && i < r->n_attributes; i++) {
+		const tl_pb_keyvalue *kv = r->attributes[i];
+		if (kv != NULL && kv->key != NULL && strcmp(kv->key, "service.name") == 0 && kv->value != NULL &&
+		    kv->value->value_case == TL_PB_ANY_STRING)
+			return kv->value->string_value;
+	}
+	return NULL;
+}
+
+bool tl_otlp_span_failed(const tl_pb_span *sp)
+{
+	return sp->status != NULL && sp->status->code == TL_PB_STATUS_ERROR;
+}
+
 /* ---- protobuf decoding ---- */
 
 /* Forwards to the caller's allocator and remembers whether it ever said no. */

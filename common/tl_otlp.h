@@ -16,6 +16,7 @@
 #include "tl_pb.h"
 
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -78,6 +79,12 @@ int tl_otlp_validate(tl_pb_export_req *req, const tl_otlp_limits *lim, tl_otlp_v
 
 /* Number of spans in req. */
 size_t tl_otlp_count_spans(const tl_pb_export_req *req);
+
+/* The resource's service.name when it is a string, else NULL (r may be NULL). Borrowed from r. */
+const char *tl_otlp_service_name(const tl_pb_resource *r);
+
+/* True when the span's status is ERROR. */
+bool tl_otlp_span_failed(const tl_pb_span *sp);
 
 /*
  * The protobuf message nesting both decoders allow below the request for
