@@ -1768,22 +1768,9 @@ int co_index_counts_get(co_store *s, co_index_counts *out)
 {
 	memset(out, 0, sizeof(*out));
 	const co_index_db *db = co_store_index_db(s);
-	MDB_txn *txn;
-	int rc = co_store_read_begin(s, &txn);
-	if (rc != 0)
-		return rc;
-	struct {
-		MDB_dbi dbi;
-		size_t *n;
-	} m[] = {
+	co_store_count m[] = {
 	        {db->svc, &out->svc},   {db->op, &out->op},   {db->err, &out->err},
 	        {db->attr, &out->attr}, {db->dur, &out->dur}, {db->cat, &out->cat},
 	};
-	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]) && rc == 0; i++) {
-		MDB_stat st;
-		rc = mdb_stat(txn, m[i].dbi, &st);
-		*m[i].n = st.ms_entries;
-	}
-	co_store_read_end(s, txn);
-	return tl_err_from_lmdb(rc);
+	return co_store_count_entries(s, m, sizeof(m) / sizeof(m[0]));
 }

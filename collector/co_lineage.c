@@ -2651,24 +2651,11 @@ int co_lineage_counts_get(co_store *s, co_lineage_counts *out)
 {
 	memset(out, 0, sizeof(*out));
 	const co_lineage_db *db = co_store_lineage_db(s);
-	MDB_txn *txn;
-	int rc = co_store_read_begin(s, &txn);
-	if (rc != 0)
-		return rc;
-	struct {
-		MDB_dbi dbi;
-		size_t *n;
-	} m[] = {
+	co_store_count m[] = {
 	        {db->ids, &out->ids},         {db->nodes, &out->nodes},
 	        {db->down, &out->edges_down}, {db->up, &out->edges_up},
 	        {db->states, &out->states},   {db->facets, &out->facets},
 	        {db->preds, &out->preds},     {db->model_preds, &out->model_preds},
 	};
-	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]) && rc == 0; i++) {
-		MDB_stat st;
-		rc = mdb_stat(txn, m[i].dbi, &st);
-		*m[i].n = st.ms_entries;
-	}
-	co_store_read_end(s, txn);
-	return tl_err_from_lmdb(rc);
+	return co_store_count_entries(s, m, sizeof(m) / sizeof(m[0]));
 }

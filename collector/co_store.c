@@ -1592,16 +1592,35 @@ int co_store_scan_chunks(co_store *s, uint64_t from_id, co_chunk_fn fn, void *ud
 	return ret;
 }
 
+static int count_in(MDB_txn *txn, const co_store_count *m, size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		MDB_stat st;
+		if ((rc = mdb_stat(txn, m[i].dbi, &st)) == 0)
+			*m[i].n = st.ms_entries;
+	}
+	return rc;
+}
+
+int co_store_count_entries(co_store *s, const co_store_count *m, size_t n)
+{
+	MDB_txn *txn;
+	int rc = begin_read(s, &txn);
+	if (rc != 0)
+		return tl_err_from_lmdb(rc);
+	rc = count_in(txn, m, n);
+	end_read(s, txn);
+	return tl_err_from_lmdb(rc);
+}
+
 int co_store_counts_get(co_store *s, co_store_counts *out)
 {
 	MDB_txn *txn;
 	int rc = begin_read(s, &txn);
 	if (rc != 0)
 		return tl_err_from_lmdb(rc);
-	struct {
-		MDB_dbi dbi;
-		size_t *n;
-	} m[] = {
+	co_store_count m[] = {
 	        {s->spans, &out->chunks},
 	        {s->trace_chunks, &out->trace_idx},
 	        {s->trace_home, &out->traces},
@@ -1610,11 +1629,7 @@ int co_store_counts_get(co_store *s, co_store_counts *out)
 	        {s->dedupe, &out->dedupe},
 	        {s->lineage_raw, &out->lineage_raw},
 	};
-	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]) && rc == 0; i++) {
-		MDB_stat st;
-		rc = mdb_stat(txn, m[i].dbi, &st);
-		*m[i].n = st.ms_entries;
-	}
+	rc = count_in(txn, m, sizeof(m) / sizeof(m[0]));
 	/* Traces whose home is not in this snapshot's trace_home yet. */
 	pthread_mutex_lock(&s->hm_mu);
 	out->traces += s->pend->n;

@@ -202,6 +202,15 @@ int co_store_write(co_store *s, co_store_write_fn fn, void *ud);
 /* Opens (creating) a named database of the store's environment. Returns 0 or a store error. */
 int co_store_open_db(co_store *s, const char *name, unsigned int *out); /* out: an MDB_dbi */
 
+/* A database of the store and where its entry count goes (co_store_count_entries). */
+typedef struct co_store_count {
+	unsigned int dbi; /* an MDB_dbi */
+	size_t *n;
+} co_store_count;
+
+/* Fills *m[i].n with the entries of each m[i].dbi, in one read transaction. Returns 0 or a store error. */
+int co_store_count_entries(co_store *s, const co_store_count *m, size_t n);
+
 typedef struct co_store_counts {
 	size_t chunks, trace_idx, traces, time_idx, resources, dedupe, lineage_raw;
 } co_store_counts;
